@@ -1,0 +1,266 @@
+// Package s3stream is the one place that talks to S3: streaming multipart
+// uploads from an io.Reader, streaming reads, and small JSON-sized objects
+// written with conditions (If-None-Match: *, If-Match: etag) for the job
+// ledger and watermarks.
+//
+// Uploads go through the SDK's feature/s3/manager uploader (v1, stable):
+// memory is bounded by PartSize × Concurrency whatever the stream's length,
+// and nothing is staged on disk. The newer transfermanager is v0.x and its
+// GetObject misbehaves on moto; switching means changing this file only.
+package s3stream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// ErrNotFound is returned (wrapped) when an object does not exist.
+var ErrNotFound = errors.New("s3stream: object not found")
+
+// ErrPrecondition is returned (wrapped) when a conditional write lost: the
+// object already exists (If-None-Match: *) or changed (If-Match).
+var ErrPrecondition = errors.New("s3stream: precondition failed")
+
+// API is the part of the S3 client this package uses.
+type API interface {
+	manager.UploadAPIClient
+	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opts ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
+	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, opts ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
+}
+
+// Store reads and writes objects.
+type Store struct {
+	api      API
+	uploader *manager.Uploader
+	log      *slog.Logger
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithPartSize sets the multipart part size (minimum 5 MiB) and the number of
+// parts uploaded at once. Peak memory of one Put is about size × concurrency.
+func WithPartSize(size int64, concurrency int) Option {
+	return func(s *Store) {
+		s.uploader.PartSize = size
+		s.uploader.Concurrency = concurrency
+	}
+}
+
+// WithLogger sets the logger for upload failures.
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// New returns a Store over api (an *s3.Client in production).
+func New(api API, opts ...Option) *Store {
+	s := &Store{
+		api: api,
+		uploader: manager.NewUploader(api, func(u *manager.Uploader) {
+			u.PartSize = manager.MinUploadPartSize
+			u.Concurrency = 2
+			// Checksums only where required: the uploader overrides the
+			// client's setting otherwise (local-aws-stack G3).
+			u.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		}),
+		log: slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// PutOptions describe an object written by Put.
+type PutOptions struct {
+	ContentType     string
+	ContentEncoding string
+	Metadata        map[string]string
+}
+
+// PutResult describes a written object.
+type PutResult struct {
+	ETag     string
+	UploadID string // empty when the object fit in one part
+}
+
+// Put streams r into bucket/key. Objects larger than one part are uploaded
+// with a multipart upload, which is aborted on failure (no partial object is
+// ever visible under key).
+func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, o PutOptions) (PutResult, error) {
+	in := &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: r, Metadata: o.Metadata}
+	if o.ContentType != "" {
+		in.ContentType = &o.ContentType
+	}
+	if o.ContentEncoding != "" {
+		in.ContentEncoding = &o.ContentEncoding
+	}
+	out, err := s.uploader.Upload(ctx, in)
+	if err != nil {
+		var mu manager.MultiUploadFailure
+		if errors.As(err, &mu) {
+			s.log.ErrorContext(ctx, "multipart upload failed", "bucket", bucket, "key", key, "uploadId", mu.UploadID())
+		}
+		return PutResult{}, fmt.Errorf("upload s3://%s/%s: %w", bucket, key, unwrapCause(err))
+	}
+	return PutResult{ETag: aws.ToString(out.ETag), UploadID: out.UploadID}, nil
+}
+
+// ObjectInfo describes a stored object.
+type ObjectInfo struct {
+	Key          string
+	Size         int64
+	ETag         string
+	LastModified time.Time
+}
+
+// Open streams bucket/key. The caller closes the reader. Errors while reading
+// are returned by Read, never swallowed.
+func (s *Store) Open(ctx context.Context, bucket, key string) (io.ReadCloser, ObjectInfo, error) {
+	out, err := s.api.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		return nil, ObjectInfo{}, fmt.Errorf("get s3://%s/%s: %w", bucket, key, mapErr(err))
+	}
+	info := ObjectInfo{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag), LastModified: aws.ToTime(out.LastModified)}
+	return out.Body, info, nil
+}
+
+// Head returns an object's metadata.
+func (s *Store) Head(ctx context.Context, bucket, key string) (ObjectInfo, error) {
+	out, err := s.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("head s3://%s/%s: %w", bucket, key, mapErr(err))
+	}
+	return ObjectInfo{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag), LastModified: aws.ToTime(out.LastModified)}, nil
+}
+
+// maxSmall bounds ReadSmall: ledger records and manifests are a few KiB.
+const maxSmall = 4 << 20
+
+// ReadSmall reads a small object (at most 4 MiB) whole, with its ETag.
+func (s *Store) ReadSmall(ctx context.Context, bucket, key string) ([]byte, string, error) {
+	rc, info, err := s.Open(ctx, bucket, key)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxSmall+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("read s3://%s/%s: %v", bucket, key, err)
+	}
+	if len(b) > maxSmall {
+		return nil, "", fmt.Errorf("read s3://%s/%s: object over %d bytes", bucket, key, maxSmall)
+	}
+	return b, info.ETag, nil
+}
+
+// Condition is a write precondition for WriteSmall.
+type Condition struct {
+	IfNoneMatch bool   // create only: fail when the key exists
+	IfMatch     string // replace only this version (ETag)
+}
+
+// WriteSmall writes data to bucket/key in one PutObject, under cond, and
+// returns the new ETag. A lost condition returns an error wrapping
+// ErrPrecondition.
+func (s *Store) WriteSmall(ctx context.Context, bucket, key string, data []byte, contentType string, cond Condition) (string, error) {
+	in := &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data), ContentType: &contentType}
+	if cond.IfNoneMatch {
+		in.IfNoneMatch = aws.String("*")
+	}
+	if cond.IfMatch != "" {
+		in.IfMatch = aws.String(cond.IfMatch)
+	}
+	out, err := s.api.PutObject(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("put s3://%s/%s: %w", bucket, key, mapErr(err))
+	}
+	return aws.ToString(out.ETag), nil
+}
+
+// Delete removes bucket/key; a missing key is not an error.
+func (s *Store) Delete(ctx context.Context, bucket, key string) error {
+	if _, err := s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: &key}); err != nil {
+		if errors.Is(mapErr(err), ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("delete s3://%s/%s: %w", bucket, key, mapErr(err))
+	}
+	return nil
+}
+
+// List yields every object under prefix, in key order, page by page.
+func (s *Store) List(ctx context.Context, bucket, prefix string) iter.Seq2[ObjectInfo, error] {
+	return func(yield func(ObjectInfo, error) bool) {
+		p := s3.NewListObjectsV2Paginator(s.api, &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				yield(ObjectInfo{}, fmt.Errorf("list s3://%s/%s: %w", bucket, prefix, mapErr(err)))
+				return
+			}
+			for _, o := range page.Contents {
+				info := ObjectInfo{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag), LastModified: aws.ToTime(o.LastModified)}
+				if !yield(info, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// mapErr turns S3's not-found and precondition answers into this package's
+// sentinels, keeping the original error in the chain.
+func mapErr(err error) error {
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	if errors.As(err, &nsk) || errors.As(err, &nf) {
+		return errors.Join(ErrNotFound, err)
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NoSuchKey", "NotFound":
+			return errors.Join(ErrNotFound, err)
+		case "PreconditionFailed", "ConditionalRequestConflict":
+			return errors.Join(ErrPrecondition, err)
+		}
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		switch re.HTTPStatusCode() {
+		case http.StatusNotFound:
+			return errors.Join(ErrNotFound, err)
+		case http.StatusPreconditionFailed, http.StatusConflict:
+			return errors.Join(ErrPrecondition, err)
+		}
+	}
+	return err
+}
+
+// unwrapCause keeps context cancellation visible through the uploader's
+// wrapping.
+func unwrapCause(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if strings.Contains(err.Error(), "context canceled") {
+		return errors.Join(context.Canceled, err)
+	}
+	return mapErr(err)
+}

@@ -1,0 +1,149 @@
+package s3stream_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/cebulk/cebulk/internal/awstest"
+	"github.com/cebulk/cebulk/internal/s3stream"
+)
+
+func newStore(t *testing.T) (*s3stream.Store, string) {
+	t.Helper()
+	bucket := awstest.NewBucket(t)
+	return s3stream.New(awstest.S3(t), s3stream.WithPartSize(5<<20, 2)), bucket
+}
+
+func TestPutOpenRoundTrip(t *testing.T) {
+	s, bucket := newStore(t)
+	for _, tc := range []struct {
+		name string
+		size int
+	}{
+		{"empty", 0},
+		{"small", 1000},
+		{"multipart", 12 << 20}, // three 5 MiB parts
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := make([]byte, tc.size)
+			_, _ = rand.Read(data)
+			// An unseekable reader, as a CE download is.
+			res, err := s.Put(t.Context(), bucket, "obj/"+tc.name, io.MultiReader(bytes.NewReader(data)), s3stream.PutOptions{ContentType: "application/octet-stream"})
+			if err != nil {
+				t.Fatalf("Put: %v", err)
+			}
+			if res.ETag == "" {
+				t.Errorf("Put returned no ETag")
+			}
+			if (res.UploadID != "") != (tc.size > 5<<20) {
+				t.Errorf("Put UploadID = %q for %d bytes", res.UploadID, tc.size)
+			}
+			rc, info, err := s.Open(t.Context(), bucket, "obj/"+tc.name)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer rc.Close()
+			got, err := io.ReadAll(rc)
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Errorf("round trip: got %d bytes, want %d identical bytes", len(got), len(data))
+			}
+			if info.Size != int64(tc.size) {
+				t.Errorf("Open size = %d, want %d", info.Size, tc.size)
+			}
+		})
+	}
+}
+
+type failingReader struct {
+	n   int
+	err error
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, f.err
+	}
+	if len(p) > f.n {
+		p = p[:f.n]
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
+
+// A stream that fails midway never leaves an object under the key.
+func TestPutFailingStreamLeavesNothing(t *testing.T) {
+	s, bucket := newStore(t)
+	boom := errors.New("download cut")
+	for _, size := range []int{100, 11 << 20} {
+		_, err := s.Put(t.Context(), bucket, "partial", &failingReader{n: size, err: boom}, s3stream.PutOptions{})
+		if !errors.Is(err, boom) {
+			t.Errorf("Put(failing after %d bytes) = %v, want %v", size, err, boom)
+		}
+		if _, err := s.Head(t.Context(), bucket, "partial"); !errors.Is(err, s3stream.ErrNotFound) {
+			t.Errorf("Head after failed Put = %v, want ErrNotFound", err)
+		}
+	}
+}
+
+func TestConditionalWrites(t *testing.T) {
+	s, bucket := newStore(t)
+	ctx := t.Context()
+	etag, err := s.WriteSmall(ctx, bucket, "k", []byte("v1"), "text/plain", s3stream.Condition{IfNoneMatch: true})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if _, err := s.WriteSmall(ctx, bucket, "k", []byte("v2"), "text/plain", s3stream.Condition{IfNoneMatch: true}); !errors.Is(err, s3stream.ErrPrecondition) {
+		t.Errorf("second create = %v, want ErrPrecondition", err)
+	}
+	etag2, err := s.WriteSmall(ctx, bucket, "k", []byte("v3"), "text/plain", s3stream.Condition{IfMatch: etag})
+	if err != nil {
+		t.Fatalf("update with current etag: %v", err)
+	}
+	if _, err := s.WriteSmall(ctx, bucket, "k", []byte("v4"), "text/plain", s3stream.Condition{IfMatch: etag}); !errors.Is(err, s3stream.ErrPrecondition) {
+		t.Errorf("update with stale etag = %v, want ErrPrecondition", err)
+	}
+	got, gotTag, err := s.ReadSmall(ctx, bucket, "k")
+	if err != nil {
+		t.Fatalf("ReadSmall: %v", err)
+	}
+	if string(got) != "v3" || gotTag != etag2 {
+		t.Errorf("ReadSmall = %q, %s; want v3, %s", got, gotTag, etag2)
+	}
+	if _, _, err := s.ReadSmall(ctx, bucket, "missing"); !errors.Is(err, s3stream.ErrNotFound) {
+		t.Errorf("ReadSmall(missing) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestListAndDelete(t *testing.T) {
+	s, bucket := newStore(t)
+	ctx := t.Context()
+	for _, k := range []string{"a/1", "a/2", "a/3", "b/1"} {
+		if _, err := s.WriteSmall(ctx, bucket, k, []byte(k), "text/plain", s3stream.Condition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Delete(ctx, bucket, "a/2"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if err := s.Delete(ctx, bucket, "a/none"); err != nil {
+		t.Errorf("Delete(missing) = %v, want nil", err)
+	}
+	var keys []string
+	for o, err := range s.List(ctx, bucket, "a/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, o.Key)
+	}
+	if diff := cmp.Diff([]string{"a/1", "a/3"}, keys); diff != "" {
+		t.Errorf("List mismatch (-want +got):\n%s", diff)
+	}
+}
