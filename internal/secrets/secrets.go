@@ -1,0 +1,121 @@
+// Package secrets loads cebulk's one Secrets Manager secret: the CE
+// credentials and the optional callback signature key.
+//
+// The secret is read once per cold start and cached; Refresh re-reads it once
+// when CE answers 401 (the secret was rotated). Values never appear in errors
+// or logs: errors name the secret and the field, never the content.
+package secrets
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+)
+
+// Secret is the JSON document stored in Secrets Manager:
+//
+//	{"userSecret": "...", "organizationSecret": "...", "elementToken": "...", "signatureKey": "optional"}
+type Secret struct {
+	UserSecret         string `json:"userSecret"`
+	OrganizationSecret string `json:"organizationSecret"`
+	ElementToken       string `json:"elementToken"`
+	SignatureKey       string `json:"signatureKey,omitempty"`
+}
+
+// String hides every value, so a Secret printed by mistake leaks nothing.
+func (s Secret) String() string { return "secrets.Secret{redacted}" }
+
+// GoString hides every value from %#v too.
+func (s Secret) GoString() string { return s.String() }
+
+// ErrInvalid is wrapped by errors about the secret's content.
+var ErrInvalid = errors.New("invalid secret")
+
+// Parse decodes and checks a secret document.
+func Parse(doc string) (Secret, error) {
+	var s Secret
+	dec := json.NewDecoder(strings.NewReader(doc))
+	if err := dec.Decode(&s); err != nil {
+		// json's messages can quote the input: say only what is wrong.
+		return Secret{}, fmt.Errorf("%w: not a JSON object with string fields", ErrInvalid)
+	}
+	var missing []string
+	if s.UserSecret == "" {
+		missing = append(missing, "userSecret")
+	}
+	if s.OrganizationSecret == "" {
+		missing = append(missing, "organizationSecret")
+	}
+	if s.ElementToken == "" {
+		missing = append(missing, "elementToken")
+	}
+	if len(missing) > 0 {
+		return Secret{}, fmt.Errorf("%w: missing %s", ErrInvalid, strings.Join(missing, ", "))
+	}
+	return s, nil
+}
+
+// getSecretValueAPI is the part of the Secrets Manager client we use.
+type getSecretValueAPI interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+// Loader fetches and caches one secret.
+type Loader struct {
+	api      getSecretValueAPI
+	id       string
+	minAge   time.Duration
+	now      func() time.Time
+	mu       sync.Mutex
+	cached   *Secret
+	loadedAt time.Time
+}
+
+// NewLoader returns a Loader for the secret id (a name or an ARN).
+func NewLoader(api getSecretValueAPI, id string) *Loader {
+	return &Loader{api: api, id: id, minAge: 30 * time.Second, now: time.Now}
+}
+
+// Get returns the cached secret, loading it on first use.
+func (l *Loader) Get(ctx context.Context) (Secret, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cached != nil {
+		return *l.cached, nil
+	}
+	return l.loadLocked(ctx)
+}
+
+// Refresh re-reads the secret after CE refused the cached credentials. Calls
+// within 30 seconds of the last load return the cached value, so a burst of
+// 401s costs one read.
+func (l *Loader) Refresh(ctx context.Context) (Secret, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cached != nil && l.now().Sub(l.loadedAt) < l.minAge {
+		return *l.cached, nil
+	}
+	return l.loadLocked(ctx)
+}
+
+func (l *Loader) loadLocked(ctx context.Context) (Secret, error) {
+	out, err := l.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &l.id})
+	if err != nil {
+		return Secret{}, fmt.Errorf("read secret %s: %w", l.id, err)
+	}
+	if out.SecretString == nil {
+		return Secret{}, fmt.Errorf("read secret %s: %w: no string value (binary secrets are not supported)", l.id, ErrInvalid)
+	}
+	s, err := Parse(*out.SecretString)
+	if err != nil {
+		return Secret{}, fmt.Errorf("read secret %s: %w", l.id, err)
+	}
+	l.cached, l.loadedAt = &s, l.now()
+	return s, nil
+}

@@ -1,0 +1,110 @@
+package secrets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/cebulk/cebulk/internal/awstest"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		doc     string
+		want    Secret
+		wantErr string
+	}{
+		{"full", `{"userSecret":"u","organizationSecret":"o","elementToken":"e","signatureKey":"k"}`, Secret{"u", "o", "e", "k"}, ""},
+		{"no signature key", `{"userSecret":"u","organizationSecret":"o","elementToken":"e"}`, Secret{"u", "o", "e", ""}, ""},
+		{"missing two", `{"userSecret":"u"}`, Secret{}, "missing organizationSecret, elementToken"},
+		{"not json", `userSecret=SUPERSECRET`, Secret{}, "not a JSON object"},
+		{"wrong type", `{"userSecret":"SUPERSECRET","organizationSecret":1}`, Secret{}, "not a JSON object"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Parse(tc.doc)
+			if tc.wantErr != "" {
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Parse(%s) error = %v, want ErrInvalid mentioning %q", tc.name, err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "SUPERSECRET") {
+					t.Errorf("Parse error leaks the secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Parse mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	s := Secret{"USERVAL", "ORGVAL", "ELEMVAL", "SIGVAL"}
+	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+		if out := fmt.Sprintf(format, s); strings.Contains(out, "VAL") {
+			t.Errorf("Sprintf(%q, secret) = %s, leaks a value", format, out)
+		}
+	}
+}
+
+type fakeSM struct {
+	calls int
+	value string
+}
+
+func (f *fakeSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	f.calls++
+	return &secretsmanager.GetSecretValueOutput{SecretString: &f.value}, nil
+}
+
+func TestLoaderCachesAndRefreshes(t *testing.T) {
+	f := &fakeSM{value: `{"userSecret":"u1","organizationSecret":"o","elementToken":"e"}`}
+	now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	l := NewLoader(f, "arn")
+	l.now = func() time.Time { return now }
+	for range 3 {
+		if _, err := l.Get(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.calls != 1 {
+		t.Errorf("3 Gets made %d reads, want 1", f.calls)
+	}
+	f.value = `{"userSecret":"u2","organizationSecret":"o","elementToken":"e"}`
+	if s, _ := l.Refresh(t.Context()); s.UserSecret != "u1" || f.calls != 1 {
+		t.Errorf("Refresh right after load read again (calls=%d, user=%s)", f.calls, s.UserSecret)
+	}
+	now = now.Add(time.Minute)
+	if s, _ := l.Refresh(t.Context()); s.UserSecret != "u2" || f.calls != 2 {
+		t.Errorf("Refresh after a minute = %s (calls=%d), want u2 after 2 reads", s.UserSecret, f.calls)
+	}
+	if s, _ := l.Get(t.Context()); s.UserSecret != "u2" {
+		t.Errorf("Get after Refresh = %s, want u2", s.UserSecret)
+	}
+}
+
+// Against the local Secrets Manager (moto): by ARN, and a missing secret.
+func TestLoaderOnLocalStack(t *testing.T) {
+	arn := awstest.NewSecret(t, `{"userSecret":"u","organizationSecret":"o","elementToken":"e","signatureKey":"k"}`)
+	sm := awstest.SecretsManager(t)
+	got, err := NewLoader(sm, arn).Get(t.Context())
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if diff := cmp.Diff(Secret{"u", "o", "e", "k"}, got); diff != "" {
+		t.Errorf("Get mismatch (-want +got):\n%s", diff)
+	}
+	if _, err := NewLoader(sm, "cebulk-no-such-secret").Get(t.Context()); err == nil {
+		t.Errorf("Get(missing secret) = nil error")
+	}
+}
