@@ -9,20 +9,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cebulk/cebulk/internal/awstest"
+	"github.com/cebulk/cebulk/internal/lambdalocal"
 )
 
 var (
@@ -98,88 +95,42 @@ type Options struct {
 	Env     map[string]string // extra environment for the bootstrap
 }
 
-// Function is one bootstrap served by its own emulator. The emulator handles
-// one invocation at a time, so Invoke serialises calls.
+// Function is one bootstrap served by its own emulator.
 type Function struct {
-	URL  string // the Invoke endpoint
-	mu   sync.Mutex
+	*lambdalocal.Function
 	logs *syncBuffer
 }
 
 // Start serves bootstrap under the runtime interface emulator on loopback
 // ports and stops it when the test ends. The test's environment (including
-// AWS_ENDPOINT_URL for the local stack) reaches the bootstrap.
+// AWS_ENDPOINT_URL for the local stack) reaches the bootstrap, with opts.Env
+// on top.
 func Start(t testing.TB, bootstrap string, opts Options) *Function {
 	t.Helper()
 	awstest.Endpoint(t) // end-to-end tests need the local stack
-	if opts.Name == "" {
-		opts.Name = "function"
-	}
-	if opts.Timeout == 0 {
-		opts.Timeout = 60 * time.Second
-	}
-	apiPort, runtimePort := freePort(t), freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, RIE(t),
-		"--runtime-interface-emulator-address", "127.0.0.1:"+apiPort,
-		"--runtime-api-address", "127.0.0.1:"+runtimePort,
-		bootstrap)
-	env := append(os.Environ(),
-		"AWS_LAMBDA_FUNCTION_NAME="+opts.Name,
-		"AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int(opts.Timeout/time.Second)),
-	)
+	env := os.Environ()
 	for k, v := range opts.Env {
 		env = append(env, k+"="+v)
 	}
-	cmd.Env = env
 	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start aws-lambda-rie: %v", err)
+	fn, err := lambdalocal.Start(context.Background(), RIE(t), bootstrap, lambdalocal.Options{
+		Name: opts.Name, Timeout: opts.Timeout, Env: env, Output: logs,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
 	}
 	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
+		fn.Close()
 		if t.Failed() {
-			t.Logf("logs of %s:\n%s", opts.Name, logs.String())
+			t.Logf("logs of %s:\n%s", fn.Name, logs.String())
 		}
 	})
-	f := &Function{URL: "http://127.0.0.1:" + apiPort + "/2015-03-31/functions/function/invocations", logs: logs}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+apiPort, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("aws-lambda-rie did not listen on %s: %v\n%s", apiPort, err, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return f
+	return &Function{Function: fn, logs: logs}
 }
-
-// Result is what one invocation returned.
-type Result struct {
-	Payload []byte       // the handler's response (or the error document)
-	Error   *InvokeError // set when the handler returned an error or panicked
-}
-
-// InvokeError is the error document Lambda returns for a failed invocation.
-type InvokeError struct {
-	Message string `json:"errorMessage"`
-	Type    string `json:"errorType"`
-}
-
-func (e *InvokeError) Error() string { return e.Type + ": " + e.Message }
 
 // Invoke sends payload (marshalled to JSON unless it is []byte or
 // json.RawMessage) and waits for the function's answer.
-func (f *Function) Invoke(ctx context.Context, payload any) (Result, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+func (f *Function) Invoke(ctx context.Context, payload any) (lambdalocal.Result, error) {
 	var body []byte
 	switch p := payload.(type) {
 	case []byte:
@@ -189,33 +140,11 @@ func (f *Function) Invoke(ctx context.Context, payload any) (Result, error) {
 	default:
 		b, err := json.Marshal(p)
 		if err != nil {
-			return Result{}, err
+			return lambdalocal.Result{}, err
 		}
 		body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.URL, bytes.NewReader(body))
-	if err != nil {
-		return Result{}, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return Result{}, fmt.Errorf("invoke: %w", err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return Result{}, fmt.Errorf("read invoke response: %w", err)
-	}
-	res := Result{Payload: out}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Amz-Function-Error") != "" || isErrorDocument(out) {
-		ie := &InvokeError{}
-		if json.Unmarshal(out, ie) != nil || ie.Message == "" {
-			ie.Message = strings.TrimSpace(string(out))
-			ie.Type = "HTTP " + strconv.Itoa(resp.StatusCode)
-		}
-		res.Error = ie
-	}
-	return res, nil
+	return f.Function.Invoke(ctx, body)
 }
 
 // MustInvoke invokes and fails the test when the invocation or the handler
@@ -235,22 +164,14 @@ func (f *Function) MustInvoke(t testing.TB, payload any) []byte {
 // Logs returns everything the emulator and the function wrote so far.
 func (f *Function) Logs() string { return f.logs.String() }
 
-func isErrorDocument(b []byte) bool {
-	var d struct {
-		Message *string `json:"errorMessage"`
-		Type    *string `json:"errorType"`
-	}
-	return json.Unmarshal(b, &d) == nil && d.Message != nil && d.Type != nil
-}
-
-func freePort(t testing.TB) string {
+// NewInvokeAPI serves a Lambda Invoke API stand-in for the test and returns
+// it with its endpoint (for AWS_ENDPOINT_URL_LAMBDA).
+func NewInvokeAPI(t testing.TB) (*lambdalocal.InvokeAPI, string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	api := lambdalocal.NewInvokeAPI(nil)
+	srv := httptest.NewServer(api)
+	t.Cleanup(func() { srv.Close(); api.Close() })
+	return api, srv.URL
 }
 
 type syncBuffer struct {
