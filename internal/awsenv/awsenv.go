@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 )
@@ -52,4 +53,27 @@ func SecretsManager(cfg aws.Config) *secretsmanager.Client {
 // Lambda returns a Lambda client (for asynchronous invocations).
 func Lambda(cfg aws.Config) *lambda.Client {
 	return lambda.NewFromConfig(cfg)
+}
+
+// lambdaInvokeAPI is the part of the Lambda client AsyncInvoker uses.
+type lambdaInvokeAPI interface {
+	Invoke(ctx context.Context, in *lambda.InvokeInput, opts ...func(*lambda.Options)) (*lambda.InvokeOutput, error)
+}
+
+// AsyncInvoker invokes functions asynchronously (InvocationType Event):
+// Lambda queues the event, retries it on failure and sends it to the
+// function's on-failure destination when it keeps failing.
+type AsyncInvoker struct{ API lambdaInvokeAPI }
+
+// InvokeAsync queues payload for function (a name or ARN).
+func (a AsyncInvoker) InvokeAsync(ctx context.Context, function string, payload []byte) error {
+	_, err := a.API.Invoke(ctx, &lambda.InvokeInput{
+		FunctionName:   &function,
+		InvocationType: lambdatypes.InvocationTypeEvent,
+		Payload:        payload,
+	})
+	if err != nil {
+		return fmt.Errorf("invoke %s asynchronously: %w", function, err)
+	}
+	return nil
 }

@@ -33,6 +33,9 @@ var (
 	ErrExists   = errors.New("ledger: job already exists")
 	ErrNotFound = errors.New("ledger: job not found")
 	ErrConflict = errors.New("ledger: job changed concurrently")
+	// ErrInvalidID is returned for ids that cannot name a job (empty, too
+	// long, or with path characters).
+	ErrInvalidID = errors.New("ledger: invalid job id")
 )
 
 // Kind says which function owns a job.
@@ -120,6 +123,17 @@ type Job struct {
 	LastError string   `json:"lastError,omitempty"`
 	// Run ties jobs started by one operator request together.
 	Run string `json:"run,omitempty"`
+	// Handoff records the verified CE callback that handed the job to its
+	// owner, so a duplicate callback hands nothing over twice.
+	Handoff *Handoff `json:"handoff,omitempty"`
+}
+
+// Handoff is the webhook's record of a CE callback for a job.
+type Handoff struct {
+	CEJobID   string    `json:"ceJobId"`   // the CE job the callback was about
+	CEStatus  string    `json:"ceStatus"`  // the status re-read from CE
+	At        time.Time `json:"at"`        // when the owner was invoked
+	Callbacks int       `json:"callbacks"` // verified callbacks received for this CE job
 }
 
 // Public returns a copy without the callback token hash, for operators.
@@ -258,7 +272,7 @@ func (s *Store) List(ctx context.Context, idPrefix string) iter.Seq2[*Job, error
 
 func validID(id string) error {
 	if id == "" || len(id) > 200 || strings.ContainsAny(id, "/\\ ?#%") || strings.Contains(id, "..") {
-		return fmt.Errorf("ledger: invalid job id %q", id)
+		return fmt.Errorf("%w %q", ErrInvalidID, id)
 	}
 	return nil
 }

@@ -1,0 +1,54 @@
+package logging
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseLevel(t *testing.T) {
+	for in, want := range map[string]slog.Level{"": slog.LevelInfo, "debug": slog.LevelDebug, "WARN": slog.LevelWarn, "error": slog.LevelError} {
+		got, err := ParseLevel(in)
+		if err != nil || got != want {
+			t.Errorf("ParseLevel(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParseLevel("loud"); err == nil {
+		t.Errorf("ParseLevel(loud) = nil error")
+	}
+}
+
+func TestLevelFilter(t *testing.T) {
+	var buf bytes.Buffer
+	l := slog.New(&levelFilter{Handler: slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}), min: slog.LevelWarn})
+	l.Info("hidden")
+	l.With("a", 1).Warn("shown")
+	if got := bytes.Count(buf.Bytes(), []byte("\n")); got != 1 {
+		t.Errorf("lines logged = %d, want 1:\n%s", got, buf.String())
+	}
+}
+
+func TestMetric(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Metric(&buf, "export", "JobsFailed", 2, time.UnixMilli(1764115200000)); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatalf("EMF line is not JSON: %v", err)
+	}
+	want := map[string]any{
+		"_aws": map[string]any{"Timestamp": float64(1764115200000), "CloudWatchMetrics": []any{map[string]any{
+			"Namespace": "cebulk", "Dimensions": []any{[]any{"Function"}},
+			"Metrics": []any{map[string]any{"Name": "JobsFailed", "Unit": "Count"}},
+		}}},
+		"Function": "export", "JobsFailed": float64(2),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("EMF (-want +got):\n%s", diff)
+	}
+}

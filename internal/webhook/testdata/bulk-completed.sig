@@ -1,0 +1,1 @@
+sha256=ZDSkUIn31wXvj1yS9Z0raOz2ciVqwo6kvhV0EUXOllo=

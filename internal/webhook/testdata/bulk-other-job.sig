@@ -1,0 +1,1 @@
+sha256=neCixC3aHgfwailigeRUsqTYdmliEODb+H7Lv/b8zOc=
