@@ -46,3 +46,19 @@ build-ImportFunction:
 
 build-WebhookFunction:
 	$(BUILD_LAMBDA) -o $(ARTIFACTS_DIR)/bootstrap ./functions/webhook
+
+# ---- samtemplate: template lint and local builds ---------------------------
+# (appended block; the checks themselves are Go tests in internal/samtemplate)
+.PHONY: cfn-lint build-all
+
+## cfn-lint: lint template.yaml (applies the SAM transform locally, offline).
+cfn-lint:
+	@command -v cfn-lint >/dev/null 2>&1 || { echo "cfn-lint not found on PATH: pip install cfn-lint" >&2; exit 2; }
+	cfn-lint template.yaml
+
+## build-all: the three bootstraps as `sam build` makes them, into bin/<fn>/bootstrap.
+build-all:
+	$(MAKE) --no-print-directory build-ExportFunction ARTIFACTS_DIR=$(CURDIR)/bin/export
+	$(MAKE) --no-print-directory build-ImportFunction ARTIFACTS_DIR=$(CURDIR)/bin/import
+	$(MAKE) --no-print-directory build-WebhookFunction ARTIFACTS_DIR=$(CURDIR)/bin/webhook
+# ---- end samtemplate --------------------------------------------------------
