@@ -1,0 +1,258 @@
+package cetest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// handleDownload streams the records of a completed download job:
+// GET bulk/{id}/{object}. The body is written while the records are
+// generated; it is never built whole.
+//
+// Accept picks the format: text/csv gives CSV with flattened columns
+// (properties.time, ...); application/jsonl (or application/x-ndjson) gives
+// JSON lines; application/json gives Options.DownloadFormat framing; */* or
+// no Accept gives the job's own format. Anything else is 406.
+func (f *Fake) handleDownload(w http.ResponseWriter, r *http.Request, id, object string) {
+	j := f.lockJob(w, id)
+	if j == nil {
+		return
+	}
+	_, known := f.data[object]
+	var (
+		msg         string
+		code        = http.StatusBadRequest
+		kind, ctype string
+		cut         = int64(-1)
+		sel         = j.sel
+	)
+	switch {
+	case !known:
+		msg = "Unknown object " + quote(object) + ": the mixpanel element has activities and users"
+	case j.direction != DirectionDownload:
+		msg = "Bulk job " + id + " is an upload job: it has nothing to download"
+	case j.object != object:
+		msg = "Bulk job " + id + " holds " + quote(j.object) + ", not " + quote(object)
+	case j.status != StatusCompleted:
+		msg = "Bulk job " + id + " is " + j.status + ", not COMPLETED"
+	default:
+		var ok bool
+		if kind, ctype, ok = negotiate(r.Header.Get("Accept"), j.format, f.opts.DownloadFormat); !ok {
+			code, msg = http.StatusNotAcceptable, "Cannot produce "+quote(r.Header.Get("Accept"))+": use application/json, application/jsonl or text/csv"
+		} else if len(f.cuts) > 0 {
+			cut, f.cuts = f.cuts[0], f.cuts[1:]
+		}
+	}
+	f.mu.Unlock()
+	if msg != "" {
+		f.writeError(w, code, "%s", msg)
+		return
+	}
+
+	w.Header().Set("Content-Type", ctype)
+	w.WriteHeader(http.StatusOK)
+	cw := &cutWriter{w: w, limit: cut}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	var err error
+	switch kind {
+	case "csv":
+		err = writeCSV(bw, sel)
+	case "jsonl":
+		err = writeJSONL(bw, sel)
+	default:
+		err = writeArray(bw, sel)
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil && cut >= 0 {
+		cw.abort() // the body was shorter than the cut: cut at its end
+	}
+}
+
+func quote(s string) string { return `"` + s + `"` }
+
+// negotiate maps Accept to a body kind ("array", "jsonl" or "csv") and a
+// Content-Type. jobFormat is the job's format and framing the configured
+// framing of application/json.
+func negotiate(accept, jobFormat, framing string) (kind, ctype string, ok bool) {
+	byJob := func() (string, string, bool) {
+		switch jobFormat {
+		case "csv":
+			return "csv", "text/csv", true
+		case "jsonl":
+			return "jsonl", "application/jsonl", true
+		}
+		return framing, "application/json", true
+	}
+	if strings.TrimSpace(accept) == "" {
+		return byJob()
+	}
+	for part := range strings.SplitSeq(accept, ",") {
+		mt, _, _ := strings.Cut(part, ";")
+		switch strings.ToLower(strings.TrimSpace(mt)) {
+		case "text/csv", "txt/csv":
+			return "csv", "text/csv", true
+		case "application/jsonl", "application/x-ndjson", "application/x-jsonlines":
+			return "jsonl", "application/jsonl", true
+		case "application/json":
+			if jobFormat == "jsonl" {
+				return "jsonl", "application/json", true
+			}
+			return framing, "application/json", true
+		case "*/*", "application/*":
+			return byJob()
+		}
+	}
+	return "", "", false
+}
+
+// oneLine returns raw without line breaks, compacting it into scratch when
+// needed.
+func oneLine(raw json.RawMessage, scratch *bytes.Buffer) []byte {
+	if bytes.IndexByte(raw, '\n') < 0 && bytes.IndexByte(raw, '\r') < 0 {
+		return raw
+	}
+	scratch.Reset()
+	if json.Compact(scratch, raw) != nil {
+		return raw
+	}
+	return scratch.Bytes()
+}
+
+func writeJSONL(bw *bufio.Writer, sel selection) error {
+	var err error
+	var scratch bytes.Buffer
+	sel.each(func(raw json.RawMessage) bool {
+		if _, err = bw.Write(oneLine(raw, &scratch)); err == nil {
+			err = bw.WriteByte('\n')
+		}
+		return err == nil
+	})
+	return err
+}
+
+func writeArray(bw *bufio.Writer, sel selection) error {
+	err := bw.WriteByte('[')
+	var scratch bytes.Buffer
+	first := true
+	sel.each(func(raw json.RawMessage) bool {
+		if !first {
+			if err = bw.WriteByte(','); err != nil {
+				return false
+			}
+		}
+		first = false
+		_, err = bw.Write(oneLine(raw, &scratch))
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	_, err = bw.WriteString("]\n")
+	return err
+}
+
+// writeCSV writes one row per record with the flattened fields as columns,
+// in the order they are first seen. It reads the records twice (once for
+// the columns), so it is meant for modest downloads.
+func writeCSV(bw *bufio.Writer, sel selection) error {
+	var cols []string
+	index := map[string]int{}
+	sel.each(func(raw json.RawMessage) bool {
+		flatten(raw, "", func(k, _ string) {
+			if _, ok := index[k]; !ok {
+				index[k] = len(cols)
+				cols = append(cols, k)
+			}
+		})
+		return true
+	})
+	if len(cols) == 0 {
+		return nil
+	}
+	cw := csv.NewWriter(bw)
+	if err := cw.Write(cols); err != nil {
+		return err
+	}
+	row := make([]string, len(cols))
+	var err error
+	sel.each(func(raw json.RawMessage) bool {
+		clear(row)
+		flatten(raw, "", func(k, v string) {
+			if i, ok := index[k]; ok {
+				row[i] = v
+			}
+		})
+		err = cw.Write(row)
+		return err == nil
+	})
+	cw.Flush()
+	if err != nil {
+		return err
+	}
+	return cw.Error()
+}
+
+// flatten calls emit for every leaf of the JSON object raw, in document
+// order, with dotted keys ("properties.$browser"). Strings are unquoted,
+// null is empty, arrays are kept as JSON text.
+func flatten(raw []byte, prefix string, emit func(key, value string)) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return
+		}
+		key, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return
+		}
+		switch v[0] {
+		case '{':
+			flatten(v, prefix+key+".", emit)
+		case '"':
+			var s string
+			_ = json.Unmarshal(v, &s)
+			emit(prefix+key, s)
+		case 'n':
+			emit(prefix+key, "")
+		default:
+			emit(prefix+key, string(v))
+		}
+	}
+}
+
+// cutWriter passes writes through until limit bytes (limit < 0: never),
+// then flushes what it has and aborts the response, so that the client sees
+// the connection end in the middle of the body.
+type cutWriter struct {
+	w        http.ResponseWriter
+	limit, n int64
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if c.limit < 0 || int64(len(p)) < c.limit-c.n {
+		n, err := c.w.Write(p)
+		c.n += int64(n)
+		return n, err
+	}
+	n, _ := c.w.Write(p[:c.limit-c.n])
+	c.n += int64(n)
+	c.abort()
+	return n, nil
+}
+
+func (c *cutWriter) abort() {
+	_ = http.NewResponseController(c.w).Flush()
+	panic(http.ErrAbortHandler)
+}
