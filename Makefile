@@ -33,6 +33,10 @@ vet:
 bench:
 	@scripts/with-stack.sh $(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 60m ./...
 
+## demo: the whole flow on this machine (no cloud account): export, callback, import; files land in demo-out/.
+demo:
+	$(GO) run ./cmd/cebulk demo -out demo-out
+
 ## emulator: serve the CE emulator on 127.0.0.1:8090 with sample data.
 emulator:
 	$(GO) run ./cmd/cebulk emulator -addr 127.0.0.1:8090
