@@ -1,0 +1,72 @@
+// Package exporter is the export pipeline: it plans day windows (and
+// snapshots) of Mixpanel objects, starts one CE bulk query job per window,
+// collects completed jobs into partitions of the data bucket, and sweeps up
+// jobs whose callback never came. ExportFunction and cmd/cebulk both run
+// it; all of its state is in the bucket, so any number of invocations may
+// run at once.
+//
+// # Windows
+//
+// [Plan] is pure. A day object (activities) is exported one day of
+// Config.Location at a time, [00:00, next 00:00) local time, so days with a
+// daylight saving change last 23 or 25 hours, and only once the day ended
+// Config.Lag ago. A scheduled run plans from the object's watermark
+// (state/watermarks/<object>.json, "next" = the first day not yet
+// exported), skipping days that already have a ledger job; a backfill plans
+// exactly the days asked for. users is exported as a whole snapshot, one per
+// run, named by the hour of the EventBridge event's time. A run starts at
+// most Config.MaxJobs CE jobs (Mixpanel allows 60 export queries an hour),
+// taking windows from each object in turn.
+//
+// # Jobs
+//
+// Each window has a deterministic ledger id (export-activities-2026-11-25,
+// export-users-20261126T020000Z). Run creates the ledger record with
+// If-None-Match: * before it starts the CE job, so a retried run, a
+// duplicate event or a second operator request never starts a second CE job
+// for a window; every later move is a conditional write (If-Match).
+//
+//	PENDING ─CE COMPLETED─► COLLECTING ─► DONE
+//	   │                        └─ failure ─► PENDING (attempt + 1) … ─► FAILED
+//	   ├─ CE ERROR/ABORTED/CANCELLED ─► new CE job (attempt + 1) … ─► FAILED
+//	   └─ no news past Config.JobDeadline ─► EXPIRED (CE job cancelled)
+//
+// Attempts count the tries of a window: each CE job started and each
+// failed collect. Config.MaxAttempts bounds them.
+//
+// # Partitions
+//
+// A collect streams the CE download through the record decoder, keeps the
+// records whose own properties.time lies in the window (the others are
+// counted as outOfWindow and never written), and gzips them one per line,
+// as CE sent them, into a multipart upload of
+// exports/<object>/<partition>/part-<ceJobId>.jsonl.gz. Only then does it
+// write _manifest.json, then _SUCCESS, then delete the partition's other
+// parts, mark the job DONE and move the watermark over every contiguous
+// DONE day. Any failure before that aborts the upload and publishes
+// nothing. A CE job COMPLETED with failed records is published with
+// "complete": false in its manifest, recorded in the ledger and logged at
+// warn level.
+//
+// # Deviations from the design
+//
+//   - Replacing a published partition (a backfill of a done day), a
+//     collect withdraws the old _SUCCESS once the download is complete and
+//     checked, just before the new part becomes visible, so that a reader
+//     listing part-* behind _SUCCESS never sees the old and the new part
+//     side by side. A failed download leaves the old partition published;
+//     a failure between the upload and the new manifest puts the old
+//     _SUCCESS back.
+//   - A collect stopped by the invocation's deadline counts as a failed
+//     attempt, as does a collector that lost its lease (it crashed or was
+//     killed): a window too big to collect in one invocation must end FAILED
+//     rather than loop forever.
+//   - The sweep polls a CE job at once when there is no Config.CallbackURL:
+//     the one-minute wait exists only to let a callback arrive first.
+//   - Sweeps, like runs, start at most Config.MaxJobs CE jobs each
+//     (restarts included); the rest wait for the next sweep.
+//   - Backfill days that have not ended Config.Lag ago are left out and
+//     reported (RunResult.NotReady) rather than failing the whole request.
+//   - A record without a readable properties.time is counted as
+//     outOfWindow: it cannot be placed in a day.
+package exporter
