@@ -1,0 +1,86 @@
+// Command import is the ImportFunction: it loads files dropped under
+// imports/<object>/ in the data bucket into Mixpanel through CE bulk
+// uploads, in chunks, and writes a report under reports/. The pipeline
+// lives in internal/importer; this file only wires it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"github.com/cebulk/cebulk/internal/awsenv"
+	"github.com/cebulk/cebulk/internal/ceclient"
+	"github.com/cebulk/cebulk/internal/importer"
+	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/cebulk/cebulk/internal/logging"
+	"github.com/cebulk/cebulk/internal/s3stream"
+	"github.com/cebulk/cebulk/internal/secrets"
+	"github.com/cebulk/cebulk/pkg/ce"
+)
+
+// safetyMargin is the time kept free before the Lambda deadline to finish
+// a chunk's bookkeeping, checkpoint and re-invoke (the importer caps it at a
+// quarter of an invocation's time, so short timeouts still make progress).
+const safetyMargin = 2 * time.Minute
+
+func main() {
+	ctx := context.Background()
+	h, err := newHandler(ctx, os.Getenv)
+	if err != nil {
+		slog.Error("init failed", "err", err)
+		os.Exit(1)
+	}
+	lambda.Start(h.handle)
+}
+
+// newHandler builds the importer once per cold start.
+func newHandler(ctx context.Context, getenv func(string) string) (*handler, error) {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return nil, err
+	}
+	log := logging.New(cfg.LogLevel)
+	slog.SetDefault(log)
+	awsCfg, err := awsenv.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	store := s3stream.New(awsenv.S3(awsCfg), s3stream.WithLogger(log))
+	loader := secrets.NewLoader(awsenv.SecretsManager(awsCfg), cfg.SecretID)
+	cec := ceclient.New(loader, cfg.CEBaseURL, ce.WithLogger(log))
+	self := selfInvoker{api: awsenv.AsyncInvoker{API: awsenv.Lambda(awsCfg)}, name: lambdacontext.FunctionName}
+	imp := importer.New(importer.Config{
+		Bucket:       cfg.Bucket,
+		ChunkRecords: cfg.ChunkRecords,
+		CallbackURL:  cfg.CallbackURL,
+		SafetyMargin: safetyMargin,
+		Metrics:      os.Stdout,
+		Function:     "import",
+	}, cec, store, ledger.New(store, cfg.Bucket), self.resume, log)
+	return &handler{imp: imp, log: log}, nil
+}
+
+// asyncInvoker queues an asynchronous invocation (awsenv.AsyncInvoker).
+type asyncInvoker interface {
+	InvokeAsync(ctx context.Context, function string, payload []byte) error
+}
+
+// selfInvoker re-invokes this function to resume an import.
+type selfInvoker struct {
+	api  asyncInvoker
+	name string // AWS_LAMBDA_FUNCTION_NAME
+}
+
+func (s selfInvoker) resume(ctx context.Context, importID string) error {
+	payload, err := json.Marshal(request{Action: actionResume, ImportID: importID})
+	if err != nil {
+		return err
+	}
+	return s.api.InvokeAsync(ctx, s.name, payload)
+}

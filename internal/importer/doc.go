@@ -1,0 +1,112 @@
+// Package importer loads record files dropped under imports/<object>/ in
+// the data bucket into Mixpanel through Cloud Elements bulk uploads, and
+// reports what was accepted and what was rejected and why. The
+// ImportFunction and cmd/cebulk share it.
+//
+// # Flow
+//
+// [Importer.HandleObject] takes an S3 object version (bucket, key, ETag).
+// The key decides the object (imports/activities/… or imports/users/…) and
+// whether it is a dry run (imports/<object>/dry-run/…); any other key gets
+// a FAILED summary under reports/imports/_invalid/<key>/ and no error, so
+// Lambda does not retry it. The import's id is
+// import-<first 16 hex digits of sha256(bucket/key/etag)>, and its ledger
+// record is created with If-None-Match: *, so a repeated S3 event does
+// nothing.
+//
+// The object is streamed from S3 through internal/recordio (format by
+// name, sniffing as a fallback, gzip by magic bytes) and internal/mixpanel
+// (Mixpanel's rules, normalised JSON lines). Valid records go to CE in
+// chunks of Config.ChunkRecords, one bulk upload job per chunk; the body of
+// each upload is pulled from the S3 stream as CE's request reads it, so no
+// chunk is ever held in memory. Rejected rows stream, gzip-compressed, into
+// one S3 object per chunk ("rejects part"); finalize concatenates them
+// (concatenated gzip members are one valid gzip file). Memory is bounded by
+// one record, the read and gzip buffers, and the S3 uploader's part buffers,
+// whatever the file's size.
+//
+// # Exactly-once chunks
+//
+// The import record (kind import) holds the checkpoint: chunks done, items
+// read (records and undecodable rows), the source line reached, the
+// counts, and the committed rejects parts. Chunk n has its own ledger
+// record, import-<hash>-chunk-000n, created with If-None-Match before its
+// upload starts (status UPLOADING), then updated with the CE job id
+// (PENDING) once CE answers. After every chunk the checkpoint moves past it
+// in one conditional write, which is also the worker's heartbeat.
+//
+// Whether CE may have created a job is decided from how far the upload got:
+//   - CE answered with a job: the chunk is sent.
+//   - The body never reached its end (the deadline came, the S3 read
+//     failed, CE refused early with 401/429/503): CE saw a truncated
+//     multipart request and cannot have made a job. The chunk record goes
+//     back to PENDING without a job and the chunk is sent again later (at
+//     most Config.MaxAttempts refusals).
+//   - CE refused it for good (another 4xx): the chunk is FAILED and the
+//     import stops (FAILED), since CE will refuse the rest too.
+//   - The whole body was sent but the answer was lost (timeout, reset,
+//     500/502/504): the outcome is unknown. The chunk is marked FAILED
+//     with that reason and never sent again; the summary lists it, with its
+//     record count, so nothing is silently lost or sent twice. CE's job list
+//     cannot settle it: its items do not carry anything we sent (the
+//     ce.Job of a listing has no callback URL), so a match would be a
+//     guess.
+//   - A chunk record found UPLOADING by a later worker means the worker
+//     uploading it died without recording the outcome: unknown, as above.
+//
+// On resume the object is opened again and the items before the checkpoint
+// are skipped (S3 ranges cannot be used inside gzip). Validation runs with
+// the "now" fixed when the import started, so every record is classified
+// as before and chunk boundaries never move. A chunk found already
+// uploaded is skipped record by record (its span's rejects are written
+// again into a part with the same key, which only a committed checkpoint
+// lists).
+//
+// # Deadline
+//
+// Work stops Config.SafetyMargin (at most a quarter of the time the
+// invocation has left when it starts) before the context's deadline. No
+// chunk starts unless the time left exceeds one and a half times the last
+// chunk's duration, and a chunk still streaming when the margin is reached
+// is abandoned before its body is complete (so CE cannot have a job from
+// it). The import record is then released (PENDING) with its checkpoint,
+// and the reinvoke function starts {"action":"resume","importId":…}. A
+// worker that dies leaves the record UPLOADING; after Config.Lease without
+// a heartbeat the next resume, repeated event or sweep takes it over.
+// [MaxChunks] makes an invocation checkpoint after a number of chunks:
+// tests use it to force the resume path.
+//
+// # Reports
+//
+// When every chunk is uploaded, finalize reads each chunk's CE job status
+// (recording terminal states in the chunk records) and, when all are
+// terminal, writes ce-errors.jsonl (CE's paged per-record errors, streamed),
+// rejects.jsonl.gz ({"line","reason","record"} for every row not sent) and
+// last summary.json under reports/<key>/ (dry runs: under
+// reports/imports/<object>/dry-run/<name>/). The summary's status is FAILED
+// when the file could not be read (through), the import gave up, or nothing
+// was accepted; PARTIAL when rows were rejected, CE failed records, or a
+// chunk failed; SUCCEEDED otherwise. Finalize runs right after the upload
+// (dry runs and quick CE jobs finish at once), on the webhook's
+// {"action":"finalize","jobId":<chunk id>} and from [Importer.Sweep]; a
+// COLLECTING status taken with If-Match makes one of them write the
+// report, and a finished import is never reported again. A FAILED import
+// writes an EMF JobsFailed metric line.
+//
+// # Deviations from the design notes
+//
+//   - The checkpoint is an extra "import" field of the import's ledger
+//     record, written by this package through the ledger's conditional
+//     writes (ledger.Job has no field for it). Other readers of the ledger
+//     see an ordinary job; only this package writes import records.
+//   - Rejects parts live under state/imports/<importId>/, not under
+//     reports/, so a report directory holds exactly its three files; they
+//     are deleted once the import is final.
+//   - A file that breaks mid-way (truncated gzip, a JSON array cut short,
+//     an unclosed CSV quote) still sends the valid records read before the
+//     break, in the chunk being filled; the summary is FAILED and names the
+//     problem and the line.
+//   - A chunk whose CE job ends ERROR or ABORTED is not uploaded again: the
+//     job may have applied some records, and profile operations such as
+//     $add are not idempotent. The summary reports it (PARTIAL).
+package importer

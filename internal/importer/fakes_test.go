@@ -1,0 +1,183 @@
+package importer_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cebulk/cebulk/internal/s3stream"
+)
+
+// memStore is an in-memory S3 with the conditional writes the ledger
+// relies on. Hooks inject failures.
+type memStore struct {
+	mu      sync.Mutex
+	objects map[string]memObject // "bucket/key"
+	// failWrite, when set, is asked before every write; an error fails it.
+	failWrite func(key string, cond s3stream.Condition) error
+	puts      int
+}
+
+type memObject struct {
+	data     []byte
+	etag     string
+	modified time.Time
+}
+
+func newMemStore() *memStore { return &memStore{objects: map[string]memObject{}} }
+
+func etagOf(b []byte) string {
+	sum := md5.Sum(b)
+	return `"` + hex.EncodeToString(sum[:]) + `"`
+}
+
+func (m *memStore) put(bucket, key string, data []byte) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	tag := etagOf(data)
+	m.objects[bucket+"/"+key] = memObject{data: bytes.Clone(data), etag: tag, modified: time.Now()}
+	return tag
+}
+
+func (m *memStore) get(bucket, key string) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[bucket+"/"+key]
+	return o.data, ok
+}
+
+func (m *memStore) keys(bucket, prefix string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var keys []string
+	for k := range m.objects {
+		if rest, ok := strings.CutPrefix(k, bucket+"/"); ok && strings.HasPrefix(rest, prefix) {
+			keys = append(keys, rest)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (m *memStore) Open(ctx context.Context, bucket, key string) (io.ReadCloser, s3stream.ObjectInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[bucket+"/"+key]
+	if !ok {
+		return nil, s3stream.ObjectInfo{}, fmt.Errorf("get s3://%s/%s: %w", bucket, key, s3stream.ErrNotFound)
+	}
+	return io.NopCloser(bytes.NewReader(o.data)), s3stream.ObjectInfo{Key: key, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified}, nil
+}
+
+func (m *memStore) Head(ctx context.Context, bucket, key string) (s3stream.ObjectInfo, error) {
+	rc, info, err := m.Open(ctx, bucket, key)
+	if err == nil {
+		rc.Close()
+	}
+	return info, err
+}
+
+func (m *memStore) Put(ctx context.Context, bucket, key string, r io.Reader, o s3stream.PutOptions) (s3stream.PutResult, error) {
+	if err := m.hook(key, s3stream.Condition{}); err != nil {
+		return s3stream.PutResult{}, err
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return s3stream.PutResult{}, fmt.Errorf("upload s3://%s/%s: %w", bucket, key, err)
+	}
+	m.mu.Lock()
+	m.puts++
+	m.mu.Unlock()
+	return s3stream.PutResult{ETag: m.put(bucket, key, data)}, nil
+}
+
+func (m *memStore) hook(key string, cond s3stream.Condition) error {
+	m.mu.Lock()
+	fn := m.failWrite
+	m.mu.Unlock()
+	if fn != nil {
+		return fn(key, cond)
+	}
+	return nil
+}
+
+func (m *memStore) ReadSmall(ctx context.Context, bucket, key string) ([]byte, string, error) {
+	rc, info, err := m.Open(ctx, bucket, key)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	return b, info.ETag, err
+}
+
+func (m *memStore) WriteSmall(ctx context.Context, bucket, key string, data []byte, contentType string, cond s3stream.Condition) (string, error) {
+	if err := m.hook(key, cond); err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, exists := m.objects[bucket+"/"+key]
+	switch {
+	case cond.IfNoneMatch && exists:
+		return "", fmt.Errorf("put s3://%s/%s: %w", bucket, key, s3stream.ErrPrecondition)
+	case cond.IfMatch != "" && (!exists || o.etag != cond.IfMatch):
+		return "", fmt.Errorf("put s3://%s/%s: %w", bucket, key, s3stream.ErrPrecondition)
+	}
+	tag := etagOf(data)
+	m.objects[bucket+"/"+key] = memObject{data: bytes.Clone(data), etag: tag, modified: time.Now()}
+	return tag, nil
+}
+
+func (m *memStore) Delete(ctx context.Context, bucket, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.objects, bucket+"/"+key)
+	return nil
+}
+
+func (m *memStore) List(ctx context.Context, bucket, prefix string) iter.Seq2[s3stream.ObjectInfo, error] {
+	return func(yield func(s3stream.ObjectInfo, error) bool) {
+		for _, k := range m.keys(bucket, prefix) {
+			m.mu.Lock()
+			o, ok := m.objects[bucket+"/"+k]
+			m.mu.Unlock()
+			if !ok {
+				continue
+			}
+			if !yield(s3stream.ObjectInfo{Key: k, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified}, nil) {
+				return
+			}
+		}
+	}
+}
+
+// errInjected is the failure hooks inject.
+var errInjected = errors.New("injected failure")
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}

@@ -1,0 +1,608 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/cebulk/cebulk/internal/recordio"
+	"github.com/cebulk/cebulk/internal/s3stream"
+	"github.com/cebulk/cebulk/pkg/ce"
+)
+
+// errStopped is what a chunk's reader returns when the invocation is too
+// close to its deadline to finish the chunk: the upload is abandoned before
+// its body is complete, so CE cannot have created a job from it.
+var errStopped = errors.New("stopped before the invocation's deadline")
+
+// errLeaseLost reports that another worker took the import over.
+var errLeaseLost = errors.New("lost the import's lease to another worker")
+
+// runner processes one import for one invocation. It holds the import's
+// lease: the record is UPLOADING and tag is its ETag.
+type runner struct {
+	im     *Importer
+	rec    *importRecord
+	tag    string
+	val    validator
+	rd     *recordio.Reader
+	fileFE *recordio.FileError // the file cannot be read past this
+	atEnd  bool                // the reader returned io.EOF or a FileError
+	buf    []byte
+}
+
+// spanResult says how a span ended.
+type spanResult int
+
+const (
+	spanCommitted spanResult = iota // the span (and its chunk, if any) is checkpointed
+	spanStopped                     // the deadline came first; nothing of the span was kept
+	spanFatal                       // committed, and the import cannot go on (p.Fatal set)
+)
+
+// run processes the import from its checkpoint until the file ends, the
+// deadline nears, or the chunk budget is spent.
+func (im *Importer) run(ctx context.Context, rec *importRecord, tag string, opts []RunOption) (Result, error) {
+	var o runOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	r := &runner{im: im, rec: rec, tag: tag, val: newValidator(rec.Object, rec.Import.ValidateAt)}
+	return r.process(ctx, o)
+}
+
+func (r *runner) process(ctx context.Context, o runOptions) (Result, error) {
+	p, src := r.rec.Import, r.rec.Source
+	if p.Done {
+		return r.done(ctx)
+	}
+	body, info, err := r.im.store.Open(ctx, src.Bucket, src.Key)
+	switch {
+	case errors.Is(err, s3stream.ErrNotFound):
+		p.Fatal = fmt.Sprintf("the object s3://%s/%s no longer exists", src.Bucket, src.Key)
+		return r.done(ctx)
+	case err != nil:
+		return r.fail(ctx, err)
+	}
+	defer body.Close()
+	if got := strings.Trim(info.ETag, `"`); got != "" && got != src.ETag {
+		p.Fatal = fmt.Sprintf("the object was replaced during the import (ETag %s, now %s); the new version is imported on its own", src.ETag, got)
+		return r.done(ctx)
+	}
+	r.rd, err = recordio.Open(body, src.Key, recordio.Options{CSVShape: csvShape(r.rec.Object)})
+	var fe *recordio.FileError
+	switch {
+	case errors.As(err, &fe):
+		p.FileError, p.FileErrorLine = fe.Reason, fe.Line
+		return r.done(ctx)
+	case err != nil:
+		return r.fail(ctx, err)
+	}
+	st := r.rd.Stats()
+	p.Format, p.Gzip = string(st.Format), st.Gzip
+
+	// Skip what earlier invocations committed: re-reading is cheap, and
+	// the only safe way to find a position inside a gzip stream.
+	for i := int64(0); i < p.Records; i++ {
+		if _, err := r.rd.Next(); err != nil {
+			if errors.As(err, &fe) || err == io.EOF {
+				return r.fail(ctx, fmt.Errorf("the file ends before the checkpoint (record %d of %d): it changed under the same ETag", i, p.Records))
+			}
+			return r.fail(ctx, err)
+		}
+	}
+
+	// The work context ends SafetyMargin before the invocation's deadline
+	// (at most a quarter of the time left now, so a short timeout still
+	// leaves room for work).
+	work, cancel := context.WithCancel(ctx)
+	deadline, hasDeadline := ctx.Deadline()
+	var stopAt time.Time
+	if hasDeadline {
+		margin := min(r.im.cfg.SafetyMargin, time.Until(deadline)/4)
+		stopAt = deadline.Add(-margin)
+		work, cancel = context.WithDeadline(ctx, stopAt)
+	}
+	defer cancel()
+
+	chunks := 0
+	var estimate time.Duration
+	for {
+		if o.maxChunks > 0 && chunks >= o.maxChunks {
+			return r.checkpoint(ctx, "chunk budget of the invocation spent")
+		}
+		if hasDeadline && time.Until(stopAt) < estimate+estimate/2 {
+			return r.checkpoint(ctx, "deadline near")
+		}
+		start := time.Now()
+		res, chunked, err := r.span(ctx, work)
+		if err != nil {
+			return r.fail(ctx, err)
+		}
+		switch {
+		case res == spanStopped:
+			p.Stalls++ // reset by any commit
+			if p.Stalls >= r.im.cfg.MaxAttempts {
+				p.Fatal = fmt.Sprintf("chunk %d could not be uploaded within one invocation %d times in a row: lower IMPORT_CHUNK_RECORDS (now %d)",
+					p.Chunks+1, p.Stalls, p.ChunkRecords)
+				return r.done(ctx)
+			}
+			return r.checkpoint(ctx, "deadline near")
+		case res == spanFatal, r.atEnd:
+			return r.done(ctx)
+		}
+		if chunked {
+			chunks++
+		}
+		estimate = time.Since(start)
+	}
+}
+
+// span reads the records of the next chunk: up to ChunkRecords valid
+// records (fewer at the end of the file), and every rejected row among
+// them. It uploads the chunk (or skips it when an earlier invocation did)
+// and commits the span to the checkpoint. chunked reports whether the span
+// made a chunk.
+func (r *runner) span(ctx, work context.Context) (res spanResult, chunked bool, err error) {
+	p := r.rec.Import
+	sp := &span{r: r, ctx: ctx, n: p.Chunks + 1}
+	defer sp.abort() // no-op once committed
+
+	first, err := r.nextValid(sp, work)
+	switch {
+	case errors.Is(err, errStopped):
+		// No valid record yet: what was read is rejects only, which can
+		// be committed as they are.
+		return spanCommitted, false, r.commit(ctx, sp, false)
+	case err != nil:
+		return 0, false, err
+	case first == nil: // the end of the file: trailing rejects only
+		return spanCommitted, false, r.commit(ctx, sp, false)
+	}
+
+	cr := &chunkReader{r: r, sp: sp, work: work, limit: p.ChunkRecords}
+	cr.setLine(first)
+	if p.DryRun {
+		return r.drain(ctx, sp, cr, true)
+	}
+	plan, err := r.claimChunk(ctx, sp.n)
+	if err != nil {
+		return 0, false, err
+	}
+	if plan.skip != "" {
+		r.im.log.InfoContext(ctx, "chunk already handled: skipping its records", "importId", r.rec.ID, "chunk", sp.n, "reason", plan.skip)
+		return r.drain(ctx, sp, cr, true)
+	}
+	return r.upload(ctx, sp, cr, plan)
+}
+
+// drain reads the rest of a span without sending it (dry runs and chunks
+// an earlier invocation handled), then commits it.
+func (r *runner) drain(ctx context.Context, sp *span, cr *chunkReader, chunked bool) (spanResult, bool, error) {
+	if _, err := io.Copy(io.Discard, cr); err != nil {
+		if cr.stopped {
+			return spanStopped, false, nil
+		}
+		return 0, false, err
+	}
+	return spanCommitted, chunked, r.commit(ctx, sp, chunked)
+}
+
+// chunkPlan says what to do with a chunk.
+type chunkPlan struct {
+	job   *ledger.Job
+	tag   string
+	token string // the callback token of this attempt
+	skip  string // why the chunk is not sent, when it is not
+}
+
+// claimChunk creates the chunk's ledger record (If-None-Match) before its
+// upload starts. When the record exists, an earlier invocation got there:
+//   - with a CE job id, or FAILED: the chunk is done; skip its records;
+//   - PENDING without a CE job id: an earlier upload was refused before CE
+//     created a job; send it again (up to MaxAttempts);
+//   - UPLOADING: the worker uploading it stopped without recording the
+//     outcome, so CE may or may not have the chunk. It is marked FAILED
+//     and never sent again: a chunk is never sent twice.
+func (r *runner) claimChunk(ctx context.Context, n int) (chunkPlan, error) {
+	id := ChunkID(r.rec.ID, n)
+	token, hash := ledger.NewToken()
+	now := r.im.cfg.Now().UTC()
+	src := *r.rec.Source
+	src.ImportID, src.Chunk = r.rec.ID, n
+	j := &ledger.Job{
+		ID: id, Kind: ledger.KindImport, Object: r.rec.Object, Status: ledger.StatusUploading,
+		Attempts: 1, StartedAt: now, TokenHash: hash, Source: &src,
+	}
+	tag, err := r.im.jobs.Create(ctx, j)
+	if err == nil {
+		return chunkPlan{job: j, tag: tag, token: token}, nil
+	}
+	if !errors.Is(err, ledger.ErrExists) {
+		return chunkPlan{}, err
+	}
+	j, tag, err = r.im.jobs.Get(ctx, id)
+	if err != nil {
+		return chunkPlan{}, err
+	}
+	switch {
+	case j.CEJobID != "":
+		return chunkPlan{skip: "uploaded as CE job " + j.CEJobID}, nil
+	case j.Status == ledger.StatusFailed:
+		return chunkPlan{skip: "failed: " + j.LastError}, nil
+	case j.Status == ledger.StatusUploading:
+		j.Status = ledger.StatusFailed
+		j.LastError = "upload outcome unknown: the invocation uploading this chunk stopped without recording CE's answer; not sent again, so that no chunk is sent twice"
+		if _, err := r.im.jobs.Update(ctx, j, tag); err != nil {
+			return chunkPlan{}, err
+		}
+		r.im.log.WarnContext(ctx, "chunk upload outcome unknown: marked failed", "importId", r.rec.ID, "jobId", id)
+		return chunkPlan{skip: j.LastError}, nil
+	case j.Attempts >= r.im.cfg.MaxAttempts:
+		j.Status = ledger.StatusFailed
+		j.LastError = fmt.Sprintf("CE refused the upload %d times: %s", j.Attempts, j.LastError)
+		if _, err := r.im.jobs.Update(ctx, j, tag); err != nil {
+			return chunkPlan{}, err
+		}
+		return chunkPlan{skip: j.LastError}, nil
+	}
+	j.Status = ledger.StatusUploading
+	j.Attempts++
+	j.StartedAt = now
+	j.TokenHash = hash
+	tag, err = r.im.jobs.Update(ctx, j, tag)
+	if err != nil {
+		return chunkPlan{}, err
+	}
+	return chunkPlan{job: j, tag: tag, token: token}, nil
+}
+
+// upload streams the span's valid records into one CE bulk upload job and
+// records the outcome in the chunk's ledger record.
+func (r *runner) upload(ctx context.Context, sp *span, cr *chunkReader, plan chunkPlan) (spanResult, bool, error) {
+	id := plan.job.ID
+	reqCtx := ctx
+	if d, ok := ctx.Deadline(); ok {
+		// Keep a little time to record CE's answer.
+		var cancel context.CancelFunc
+		reqCtx, cancel = context.WithDeadline(ctx, d.Add(-min(r.im.cfg.SafetyMargin/4, time.Until(d)/8)))
+		defer cancel()
+	}
+	opts := ce.UploadOptions{
+		FileName:        id + ".json",
+		Format:          "json",
+		CallbackURL:     callbackURL(r.im.cfg.CallbackURL, id, plan.token),
+		CallbackPayload: map[string]string{"jobId": id},
+	}
+	job, err := r.im.ce.Upload(reqCtx, r.rec.Object, cr, opts)
+	outcome := classifyUpload(err, cr)
+	j, tag := plan.job, plan.tag
+	now := r.im.cfg.Now().UTC()
+	log := r.im.log.With("importId", r.rec.ID, "jobId", id, "chunk", sp.n)
+	switch outcome {
+	case uploadSent:
+		j.Status, j.CEJobID, j.StartedAt, j.LastError = ledger.StatusPending, job.ID, now, ""
+		j.Result = &ledger.Result{Records: sp.valid}
+		j.CE = &ledger.CEState{Status: string(job.Status), CheckedAt: now}
+		j.Deadline = now.Add(r.im.cfg.JobDeadline)
+		if _, err := r.recordChunk(ctx, j, tag); err != nil {
+			// CE has the chunk; the record still says UPLOADING, which a
+			// resume reads as "outcome unknown" and never sends again.
+			log.ErrorContext(ctx, "chunk uploaded but not recorded", "ceJobId", job.ID, "err", err)
+			return 0, false, err
+		}
+		log.InfoContext(ctx, "chunk uploaded", "ceJobId", job.ID, "records", sp.valid)
+		return spanCommitted, true, r.commit(ctx, sp, true)
+
+	case uploadStopped:
+		j.Status, j.Attempts = ledger.StatusPending, j.Attempts-1 // not CE's doing: no attempt spent
+		j.LastError = "abandoned before the invocation's deadline"
+		if _, err := r.recordChunk(ctx, j, tag); err != nil {
+			return 0, false, err
+		}
+		return spanStopped, false, nil
+
+	case uploadNotSent:
+		j.Status, j.LastError = ledger.StatusPending, err.Error()
+		if _, rerr := r.recordChunk(ctx, j, tag); rerr != nil {
+			return 0, false, rerr
+		}
+		return 0, false, fmt.Errorf("upload chunk %d: %w", sp.n, err)
+
+	case uploadAmbiguous:
+		j.Status = ledger.StatusFailed
+		j.LastError = fmt.Sprintf("upload outcome unknown (%v): the chunk reached CE but its answer was lost; not sent again, so that no chunk is sent twice", err)
+		j.Result = &ledger.Result{Records: sp.valid}
+		if _, rerr := r.recordChunk(ctx, j, tag); rerr != nil {
+			return 0, false, rerr
+		}
+		log.WarnContext(ctx, "chunk upload outcome unknown: marked failed", "err", err)
+		return spanCommitted, true, r.commit(ctx, sp, true)
+	}
+
+	// Refused: CE will refuse the others too (bad request, forbidden, no
+	// such object). Account for the rest of the span, then stop.
+	if _, derr := io.Copy(io.Discard, cr); derr != nil && !cr.stopped {
+		return 0, false, derr
+	}
+	j.Status, j.LastError = ledger.StatusFailed, "CE refused the upload: "+err.Error()
+	j.Result = &ledger.Result{Records: sp.valid}
+	if _, rerr := r.recordChunk(ctx, j, tag); rerr != nil {
+		return 0, false, rerr
+	}
+	if cr.stopped {
+		return spanStopped, false, nil
+	}
+	r.rec.Import.Fatal = fmt.Sprintf("CE refused the upload of chunk %d: %v", sp.n, err)
+	log.ErrorContext(ctx, "chunk refused by CE: import stopped", "err", err)
+	return spanFatal, true, r.commit(ctx, sp, true)
+}
+
+// recordChunk writes a chunk record, also when the invocation's context is
+// ending: the outcome of an upload must not be lost.
+func (r *runner) recordChunk(ctx context.Context, j *ledger.Job, tag string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return r.im.jobs.Update(ctx, j, tag)
+}
+
+type uploadOutcome int
+
+const (
+	uploadSent      uploadOutcome = iota
+	uploadStopped                 // abandoned for the deadline; no job
+	uploadNotSent                 // refused or failed before CE could create a job; may be retried
+	uploadAmbiguous               // the body reached CE, the answer did not
+	uploadRefused                 // CE refused it for good (4xx)
+)
+
+// classifyUpload decides, from Upload's error and how far the body got,
+// whether CE can have created a job.
+func classifyUpload(err error, cr *chunkReader) uploadOutcome {
+	if err == nil {
+		return uploadSent
+	}
+	if cr.stopped && !cr.delivered {
+		return uploadStopped
+	}
+	var ae *ce.APIError
+	if errors.As(err, &ae) {
+		switch {
+		case ae.StatusCode == http.StatusUnauthorized, // credentials refreshed by the client: try again
+			ae.StatusCode == http.StatusTooManyRequests, ae.StatusCode == http.StatusServiceUnavailable:
+			return uploadNotSent
+		case ae.StatusCode >= 400 && ae.StatusCode < 500:
+			return uploadRefused
+		}
+	}
+	if !cr.delivered {
+		// The body never reached its end, so CE saw a truncated multipart
+		// request, from which it cannot create a job.
+		return uploadNotSent
+	}
+	return uploadAmbiguous
+}
+
+// callbackURL returns base?job=<id>&token=<token>, or "" without a base.
+func callbackURL(base, id, token string) string {
+	if base == "" {
+		return ""
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	q := u.Query()
+	q.Set("job", id)
+	q.Set("token", token)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// nextValid returns the next valid record as a JSON line (without its line
+// break), writing every rejected row before it to the span's rejects. It
+// returns nil at the end of the file (or where the file cannot be read
+// further), and errStopped when work ends first.
+func (r *runner) nextValid(sp *span, work context.Context) ([]byte, error) {
+	for i := 0; ; i++ {
+		if i&1023 == 1023 && work.Err() != nil {
+			return nil, errStopped
+		}
+		it, err := r.rd.Next()
+		var fe *recordio.FileError
+		switch {
+		case err == io.EOF:
+			r.atEnd = true
+			return nil, nil
+		case errors.As(err, &fe):
+			r.atEnd, r.fileFE = true, fe
+			return nil, nil
+		case err != nil:
+			return nil, err
+		}
+		sp.records++
+		sp.line = it.Line
+		if it.Err != nil {
+			var re *recordio.RowError
+			reason := it.Err.Error()
+			if errors.As(it.Err, &re) {
+				reason = re.Reason
+			}
+			if err := sp.reject(it, reason, r.rd.Format()); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		line, reason := r.val.normalize(it.Record)
+		if reason != "" {
+			if err := sp.reject(it, reason, r.rd.Format()); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		sp.valid++
+		return line, nil
+	}
+}
+
+// commit checkpoints a finished span: its rejects part is completed, then
+// the import record moves past it (which also renews the lease).
+func (r *runner) commit(ctx context.Context, sp *span, chunked bool) error {
+	key, err := sp.finish()
+	if err != nil {
+		return err
+	}
+	p := r.rec.Import
+	p.Failures, p.Stalls = 0, 0 // progress: earlier failures were transient
+	p.Records += sp.records
+	p.Valid += sp.valid
+	p.Rejected += sp.rejected
+	p.Line = max(p.Line, sp.line)
+	p.BlankRows = r.rd.Stats().BlankRows
+	if chunked {
+		p.Chunks = sp.n
+	}
+	if key != "" {
+		p.RejectParts = append(p.RejectParts, key)
+	}
+	if r.fileFE != nil {
+		p.FileError, p.FileErrorLine = r.fileFE.Reason, r.fileFE.Line
+	}
+	return r.save(ctx)
+}
+
+// save writes the import record under the lease.
+func (r *runner) save(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	tag, err := r.im.updateImport(ctx, r.rec, r.tag)
+	if errors.Is(err, ledger.ErrConflict) {
+		return errLeaseLost
+	}
+	if err != nil {
+		return err
+	}
+	r.tag = tag
+	return nil
+}
+
+// checkpoint releases the import and hands it to a resume invocation.
+func (r *runner) checkpoint(ctx context.Context, why string) (Result, error) {
+	r.rec.Status = ledger.StatusPending
+	if err := r.save(ctx); err != nil {
+		return Result{}, err
+	}
+	p := r.rec.Import
+	r.im.log.InfoContext(ctx, "import checkpointed", "importId", r.rec.ID, "reason", why,
+		"chunk", p.Chunks, "records", p.Records, "line", p.Line)
+	if r.im.reinvoke == nil {
+		return r.im.Resume(ctx, r.rec.ID)
+	}
+	if err := r.im.reinvoke(context.WithoutCancel(ctx), r.rec.ID); err != nil {
+		// The import is released: a retry of this invocation, or the
+		// sweep, resumes it.
+		return Result{}, fmt.Errorf("re-invoke to resume %s: %w", r.rec.ID, err)
+	}
+	return resultOf(r.rec, StatusCheckpointed), nil
+}
+
+// fail releases the import after an error worth retrying, and gives up
+// (the import is then FAILED) after MaxAttempts such failures.
+func (r *runner) fail(ctx context.Context, cause error) (Result, error) {
+	if errors.Is(cause, errLeaseLost) {
+		return Result{}, fmt.Errorf("import %s: %w", r.rec.ID, cause)
+	}
+	p := r.rec.Import
+	p.Failures++
+	r.rec.LastError = cause.Error()
+	r.rec.Status = ledger.StatusPending
+	if p.Failures >= r.im.cfg.MaxAttempts {
+		p.Fatal = fmt.Sprintf("gave up after %d failed attempts: %v", p.Failures, cause)
+		return r.done(ctx)
+	}
+	if err := r.save(ctx); err != nil {
+		return Result{}, errors.Join(cause, err)
+	}
+	return Result{}, fmt.Errorf("import %s: %w", r.rec.ID, cause)
+}
+
+// done marks the file as read through and tries to finalize at once (a
+// dry run, an import that sent nothing, or CE jobs that finished quickly).
+func (r *runner) done(ctx context.Context) (Result, error) {
+	p := r.rec.Import
+	if !p.Done {
+		p.Done, p.UploadedAt = true, r.im.cfg.Now().UTC()
+	}
+	r.rec.Status = ledger.StatusPending
+	if err := r.save(ctx); err != nil {
+		return Result{}, err
+	}
+	r.im.log.InfoContext(ctx, "import read through", "importId", r.rec.ID, "chunks", p.Chunks,
+		"records", p.Records, "valid", p.Valid, "rejected", p.Rejected)
+	return r.im.finalize(ctx, r.rec.ID)
+}
+
+// chunkReader is the body of one chunk's upload: the span's valid records
+// as JSON lines, pulled from the source as CE's request reads them, so a
+// chunk is never held in memory.
+type chunkReader struct {
+	r     *runner
+	sp    *span
+	work  context.Context
+	limit int
+	sent  int
+	line  []byte // what is left of the current line
+
+	eof       bool // no more lines in this chunk
+	delivered bool // io.EOF was returned: the whole chunk was handed over
+	stopped   bool // the work context ended first
+}
+
+func (c *chunkReader) setLine(line []byte) {
+	c.r.buf = append(append(c.r.buf[:0], line...), '\n')
+	c.line = c.r.buf
+	c.sent++
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if len(c.line) == 0 {
+			if c.eof || c.sent >= c.limit {
+				c.eof = true
+				if n > 0 {
+					return n, nil
+				}
+				c.delivered = true
+				return 0, io.EOF
+			}
+			if c.work.Err() != nil {
+				c.stopped = true
+				return n, errStopped
+			}
+			line, err := c.r.nextValid(c.sp, c.work)
+			if errors.Is(err, errStopped) {
+				c.stopped = true
+				return n, err
+			}
+			if err != nil {
+				return n, err
+			}
+			if line == nil {
+				c.eof = true
+				continue
+			}
+			c.setLine(line)
+		}
+		k := copy(p[n:], c.line)
+		c.line = c.line[k:]
+		n += k
+	}
+	return n, nil
+}
