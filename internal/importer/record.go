@@ -13,9 +13,10 @@ import (
 
 // importRecord is an import's ledger record: a ledger.Job (kind import,
 // Source{bucket, key, etag}) with the import's progress in an extra
-// "import" field. It is stored at ledger.Key(id), so the ledger's readers
-// (the webhook's GET /jobs/{id}, ledger.List) see an ordinary job; only the
-// importer writes it, through the same conditional writes the ledger uses.
+// "import" field (ledger.Job.Import keeps it verbatim for other readers, so
+// the webhook's GET /jobs/{id} shows an import's progress). It is stored at
+// ledger.Key(id); only the importer writes it, through the same conditional
+// writes the ledger uses.
 type importRecord struct {
 	ledger.Job
 	Import *progress `json:"import"`

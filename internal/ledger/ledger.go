@@ -126,6 +126,10 @@ type Job struct {
 	// Handoff records the verified CE callback that handed the job to its
 	// owner, so a duplicate callback hands nothing over twice.
 	Handoff *Handoff `json:"handoff,omitempty"`
+	// Import is an import record's checkpoint (see internal/importer). The
+	// ledger keeps it verbatim, so any writer preserves it and operators
+	// see an import's progress in GET /jobs/{id}.
+	Import json.RawMessage `json:"import,omitempty"`
 }
 
 // Handoff is the webhook's record of a CE callback for a job.

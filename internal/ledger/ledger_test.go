@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"encoding/json"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -117,6 +118,26 @@ func TestModifyAndList(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"export-a-1", "export-a-2"}, ids); diff != "" {
 		t.Errorf("List mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// An import's checkpoint survives writers that know nothing of it.
+func TestImportCheckpointIsKept(t *testing.T) {
+	l := newLedger(t)
+	ctx := t.Context()
+	cp := json.RawMessage(`{"chunks":2,"line":100001}`)
+	if _, err := l.Create(ctx, &ledger.Job{ID: "import-abc", Kind: ledger.KindImport, Status: ledger.StatusUploading, Import: cp}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Modify(ctx, "import-abc", func(j *ledger.Job) error { j.LastError = "note"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	j, _, err := l.Get(ctx, "import-abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(cp), string(j.Import)); diff != "" {
+		t.Errorf("checkpoint after an unrelated update (-want +got):\n%s", diff)
 	}
 }
 
