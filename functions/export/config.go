@@ -1,30 +1,23 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"log/slog"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/cebulk/cebulk/internal/logging"
+	"github.com/cebulk/cebulk/internal/lambdaenv"
 )
 
 // config is the ExportFunction's environment (template.yaml sets it).
 type config struct {
-	CEBaseURL   string
-	SecretID    string
-	Bucket      string
+	lambdaenv.Common
 	CallbackURL string // "" polls only
 	Objects     []string
 	Start       string // first day without a watermark; "" = yesterday
 	Location    *time.Location
 	Lag         time.Duration
 	MaxJobs     int
-	LogLevel    slog.Level
 }
 
 // knownObjects are the CE objects the export handles.
@@ -33,31 +26,17 @@ var knownObjects = []string{"activities", "users"}
 // loadConfig reads and checks the environment, reporting every problem at
 // once.
 func loadConfig(getenv func(string) string) (config, error) {
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	var problems lambdaenv.Problems
+	bad := problems.Addf
 	c := config{
-		CEBaseURL:   getenv("CE_BASE_URL"),
-		SecretID:    getenv("CE_SECRET_ID"),
-		Bucket:      getenv("DATA_BUCKET"),
+		Common:      lambdaenv.ReadCommon(getenv, &problems),
 		CallbackURL: getenv("CALLBACK_URL"),
 		Start:       getenv("EXPORT_START"),
 		Location:    time.UTC,
 		Lag:         2 * time.Hour,
 		MaxJobs:     6,
 	}
-	if c.CEBaseURL == "" {
-		c.CEBaseURL = "https://api.cloud-elements.com/elements/api-v2"
-	}
-	if !absoluteHTTP(c.CEBaseURL) {
-		bad("CE_BASE_URL=%q: want an absolute http or https URL", c.CEBaseURL)
-	}
-	if c.SecretID == "" {
-		bad("CE_SECRET_ID is required")
-	}
-	if c.Bucket == "" {
-		bad("DATA_BUCKET is required")
-	}
-	if c.CallbackURL != "" && !absoluteHTTP(c.CallbackURL) {
+	if c.CallbackURL != "" && !lambdaenv.AbsoluteHTTP(c.CallbackURL) {
 		// The value may carry a secret query: do not echo it.
 		bad("CALLBACK_URL: want an absolute http or https URL")
 	}
@@ -111,19 +90,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		c.MaxJobs = n
 	}
-	level, err := logging.ParseLevel(getenv("LOG_LEVEL"))
-	if err != nil {
-		bad("%v", err)
-	}
-	c.LogLevel = level
-
-	if len(problems) > 0 {
-		return config{}, errors.New("configuration: " + strings.Join(problems, "; "))
+	if err := problems.Err(); err != nil {
+		return config{}, err
 	}
 	return c, nil
-}
-
-func absoluteHTTP(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

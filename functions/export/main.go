@@ -13,17 +13,14 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/cebulk/cebulk/internal/awsenv"
-	"github.com/cebulk/cebulk/internal/ceclient"
 	"github.com/cebulk/cebulk/internal/exporter"
-	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/cebulk/cebulk/internal/lambdaenv"
 	"github.com/cebulk/cebulk/internal/logging"
-	"github.com/cebulk/cebulk/internal/s3stream"
-	"github.com/cebulk/cebulk/internal/secrets"
-	"github.com/cebulk/cebulk/pkg/ce"
 )
 
 func main() {
+	// JSON logs from the first line, so an init failure is readable too.
+	slog.SetDefault(logging.New(slog.LevelInfo))
 	h, err := newHandler(context.Background(), os.Getenv)
 	if err != nil {
 		slog.Error("init failed", "err", err.Error())
@@ -34,20 +31,14 @@ func main() {
 
 // newHandler builds the handler once per cold start.
 func newHandler(ctx context.Context, getenv func(string) string) (*handler, error) {
-	slog.SetDefault(logging.New(slog.LevelInfo))
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return nil, err
 	}
-	log := logging.New(cfg.LogLevel)
-	slog.SetDefault(log)
-	awsCfg, err := awsenv.Load(ctx)
+	c, err := lambdaenv.NewClients(ctx, cfg.Common)
 	if err != nil {
 		return nil, err
 	}
-	store := s3stream.New(awsenv.S3(awsCfg), s3stream.WithLogger(log))
-	loader := secrets.NewLoader(awsenv.SecretsManager(awsCfg), cfg.SecretID)
-	cec := ceclient.New(loader, cfg.CEBaseURL, ce.WithLogger(log))
 	ex := exporter.New(exporter.Config{
 		Bucket:      cfg.Bucket,
 		Objects:     cfg.Objects,
@@ -57,6 +48,6 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		MaxJobs:     cfg.MaxJobs,
 		CallbackURL: cfg.CallbackURL,
 		Metrics:     os.Stdout, // CloudWatch embedded metric format
-	}, cec, store, ledger.New(store, cfg.Bucket), log)
-	return &handler{ex: ex, log: log}, nil
+	}, c.CE, c.Store, c.Jobs, c.Log)
+	return &handler{ex: ex, log: c.Log}, nil
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/cebulk/cebulk/internal/lambdaenv"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -22,10 +24,7 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "defaults",
 			env:  base,
-			want: config{
-				CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: base["CE_SECRET_ID"],
-				Bucket: base["DATA_BUCKET"], ChunkRecords: 50000, LogLevel: slog.LevelInfo,
-			},
+			want: config{Common: lambdaenv.Common{CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: base["CE_SECRET_ID"], Bucket: base["DATA_BUCKET"], LogLevel: slog.LevelInfo}, ChunkRecords: 50000},
 		},
 		{
 			name: "everything set",
@@ -33,10 +32,7 @@ func TestLoadConfig(t *testing.T) {
 				"CE_BASE_URL": "http://127.0.0.1:8090/elements/api-v2", "CALLBACK_URL": "https://api.example.com/callbacks/ce",
 				"IMPORT_CHUNK_RECORDS": "2000", "LOG_LEVEL": "debug",
 			}),
-			want: config{
-				CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: base["CE_SECRET_ID"], Bucket: base["DATA_BUCKET"],
-				CallbackURL: "https://api.example.com/callbacks/ce", ChunkRecords: 2000, LogLevel: slog.LevelDebug,
-			},
+			want: config{Common: lambdaenv.Common{CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: base["CE_SECRET_ID"], Bucket: base["DATA_BUCKET"], LogLevel: slog.LevelDebug}, CallbackURL: "https://api.example.com/callbacks/ce", ChunkRecords: 2000},
 		},
 		{
 			name:    "every problem at once",

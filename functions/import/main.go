@@ -15,13 +15,9 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/cebulk/cebulk/internal/awsenv"
-	"github.com/cebulk/cebulk/internal/ceclient"
 	"github.com/cebulk/cebulk/internal/importer"
-	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/cebulk/cebulk/internal/lambdaenv"
 	"github.com/cebulk/cebulk/internal/logging"
-	"github.com/cebulk/cebulk/internal/s3stream"
-	"github.com/cebulk/cebulk/internal/secrets"
-	"github.com/cebulk/cebulk/pkg/ce"
 )
 
 // safetyMargin is the time kept free before the Lambda deadline to finish
@@ -30,6 +26,8 @@ import (
 const safetyMargin = 2 * time.Minute
 
 func main() {
+	// JSON logs from the first line, so an init failure is readable too.
+	slog.SetDefault(logging.New(slog.LevelInfo))
 	ctx := context.Background()
 	h, err := newHandler(ctx, os.Getenv)
 	if err != nil {
@@ -45,16 +43,11 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 	if err != nil {
 		return nil, err
 	}
-	log := logging.New(cfg.LogLevel)
-	slog.SetDefault(log)
-	awsCfg, err := awsenv.Load(ctx)
+	c, err := lambdaenv.NewClients(ctx, cfg.Common)
 	if err != nil {
 		return nil, err
 	}
-	store := s3stream.New(awsenv.S3(awsCfg), s3stream.WithLogger(log))
-	loader := secrets.NewLoader(awsenv.SecretsManager(awsCfg), cfg.SecretID)
-	cec := ceclient.New(loader, cfg.CEBaseURL, ce.WithLogger(log))
-	self := selfInvoker{api: awsenv.AsyncInvoker{API: awsenv.Lambda(awsCfg)}, name: lambdacontext.FunctionName}
+	self := selfInvoker{api: awsenv.AsyncInvoker{API: awsenv.Lambda(c.AWS)}, name: lambdacontext.FunctionName}
 	imp := importer.New(importer.Config{
 		Bucket:       cfg.Bucket,
 		ChunkRecords: cfg.ChunkRecords,
@@ -62,8 +55,8 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		SafetyMargin: safetyMargin,
 		Metrics:      os.Stdout,
 		Function:     "import",
-	}, cec, store, ledger.New(store, cfg.Bucket), self.resume, log)
-	return &handler{imp: imp, log: log}, nil
+	}, c.CE, c.Store, c.Jobs, self.resume, c.Log)
+	return &handler{imp: imp, log: c.Log}, nil
 }
 
 // asyncInvoker queues an asynchronous invocation (awsenv.AsyncInvoker).

@@ -13,16 +13,14 @@ import (
 
 	"github.com/cebulk/cebulk/internal/apigwhttp"
 	"github.com/cebulk/cebulk/internal/awsenv"
-	"github.com/cebulk/cebulk/internal/ceclient"
-	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/cebulk/cebulk/internal/lambdaenv"
 	"github.com/cebulk/cebulk/internal/logging"
-	"github.com/cebulk/cebulk/internal/s3stream"
-	"github.com/cebulk/cebulk/internal/secrets"
 	"github.com/cebulk/cebulk/internal/webhook"
-	"github.com/cebulk/cebulk/pkg/ce"
 )
 
 func main() {
+	// JSON logs from the first line, so an init failure is readable too.
+	slog.SetDefault(logging.New(slog.LevelInfo))
 	ctx := context.Background()
 	h, err := newHandler(ctx, os.Getenv)
 	if err != nil {
@@ -38,26 +36,21 @@ func newHandler(ctx context.Context, getenv func(string) string) (http.Handler, 
 	if err != nil {
 		return nil, err
 	}
-	log := logging.New(cfg.LogLevel)
-	slog.SetDefault(log)
-	awsCfg, err := awsenv.Load(ctx)
+	c, err := lambdaenv.NewClients(ctx, cfg.Common)
 	if err != nil {
 		return nil, err
 	}
-	store := s3stream.New(awsenv.S3(awsCfg), s3stream.WithLogger(log))
-	loader := secrets.NewLoader(awsenv.SecretsManager(awsCfg), cfg.SecretID)
-	cec := ceclient.New(loader, cfg.CEBaseURL, ce.WithLogger(log))
 	return webhook.NewServer(webhook.Config{
 		Bucket:         cfg.Bucket,
 		ExportFunction: cfg.ExportFunction,
 		ImportFunction: cfg.ImportFunction,
 		MaxExportDays:  cfg.MaxExportDays,
 	}, webhook.Deps{
-		Jobs:    ledger.New(store, cfg.Bucket),
-		CE:      cec,
-		Secrets: cec,
-		Invoker: awsenv.AsyncInvoker{API: awsenv.Lambda(awsCfg)},
-		Store:   store,
-		Log:     log,
+		Jobs:    c.Jobs,
+		CE:      c.CE,
+		Secrets: c.CE,
+		Invoker: awsenv.AsyncInvoker{API: awsenv.Lambda(c.AWS)},
+		Store:   c.Store,
+		Log:     c.Log,
 	}), nil
 }

@@ -10,7 +10,8 @@
 //     the HTTP API routes and their authorization, the data bucket, the failure
 //     queue, the alarms, the outputs, and that no reference makes a cycle.
 //   - TestEnvContract compares each function's environment in the template with
-//     the variables functions/<fn>/config.go reads through getenv("NAME").
+//     the variables functions/<fn>/config.go (and, for all three,
+//     internal/lambdaenv) read through getenv("NAME").
 //   - TestPolicies checks every S3, Secrets Manager and Lambda permission of
 //     every function against the least-privilege table in the test.
 //   - TestSamconfig checks samconfig.toml's defaults and that its

@@ -667,6 +667,13 @@ func TestEnvContract(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Every function reads the common variables through
+			// internal/lambdaenv.ReadCommon.
+			common, err := getenvNames(filepath.Join(root, "internal", "lambdaenv"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			maps.Copy(read, common)
 			var notSet, notRead []string
 			for name, pos := range read {
 				if _, ok := env[name]; !ok && !runtimeVar(name) {

@@ -1,0 +1,58 @@
+package lambdaenv
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestReadCommon(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		env      map[string]string
+		want     Common
+		problems []string
+	}{
+		{name: "defaults", env: map[string]string{"CE_SECRET_ID": "s", "DATA_BUCKET": "b"},
+			want: Common{CEBaseURL: DefaultCEBaseURL, SecretID: "s", Bucket: "b", LogLevel: slog.LevelInfo}},
+		{name: "all set", env: map[string]string{"CE_BASE_URL": "http://127.0.0.1:1/elements/api-v2", "CE_SECRET_ID": "s", "DATA_BUCKET": "b", "LOG_LEVEL": "WARN"},
+			want: Common{CEBaseURL: "http://127.0.0.1:1/elements/api-v2", SecretID: "s", Bucket: "b", LogLevel: slog.LevelWarn}},
+		{name: "everything wrong", env: map[string]string{"CE_BASE_URL": "api.example.com", "LOG_LEVEL": "loud"},
+			problems: []string{"CE_BASE_URL", "CE_SECRET_ID is required", "DATA_BUCKET is required", "LOG_LEVEL"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p Problems
+			got := ReadCommon(func(k string) string { return tc.env[k] }, &p)
+			if len(tc.problems) == 0 {
+				if err := p.Err(); err != nil {
+					t.Fatalf("ReadCommon problems: %v", err)
+				}
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("ReadCommon (-want +got):\n%s", diff)
+				}
+				return
+			}
+			err := p.Err()
+			if err == nil {
+				t.Fatalf("ReadCommon = %+v, want problems", got)
+			}
+			for _, w := range tc.problems {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestProblemsSorted(t *testing.T) {
+	p := Problems{"b", "a"}
+	if got, want := p.Err().Error(), "configuration: a; b"; got != want {
+		t.Errorf("Err() = %q, want %q", got, want)
+	}
+	if (Problems{}).Err() != nil {
+		t.Errorf("no problems gave an error")
+	}
+}
