@@ -665,12 +665,11 @@ func TestFlowJobFailures(t *testing.T) {
 // uploadRecord is one line of an upload test file and what the emulator
 // should make of it.
 type uploadRecord struct {
-	line      string
-	bad       bool   // the record must be reported as failed
-	field     string // the failing field reported in /errors
-	status    string // the exact error message, when the test decides it
-	notJSON   bool   // only fits a JSON lines file
-	wantStore string // the stored form of a good record; "" = compact(line)
+	line    string
+	bad     bool   // the record must be reported as failed
+	field   string // the failing field reported in /errors
+	status  string // the exact error message, when the test decides it
+	notJSON bool   // only fits a JSON lines file
 }
 
 // recordError is the part of a /errors element the tests compare.
