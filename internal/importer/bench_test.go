@@ -211,6 +211,21 @@ func (f fileStore) Open(ctx context.Context, bucket, key string) (io.ReadCloser,
 	return file, s3stream.ObjectInfo{Key: key, Size: st.Size(), ETag: "bench"}, nil
 }
 
+func (f fileStore) OpenRange(ctx context.Context, bucket, key string, offset int64, etag string) (io.ReadCloser, s3stream.ObjectInfo, error) {
+	if _, ok := f.files[key]; !ok {
+		return f.memStore.OpenRange(ctx, bucket, key, offset, etag)
+	}
+	rc, info, err := f.Open(ctx, bucket, key)
+	if err != nil {
+		return nil, info, err
+	}
+	if _, err := rc.(*os.File).Seek(offset, io.SeekStart); err != nil {
+		rc.Close()
+		return nil, info, err
+	}
+	return rc, info, nil
+}
+
 func BenchmarkValidate(b *testing.B) {
 	for _, object := range []string{"activities", "users"} {
 		for _, format := range []string{"csv", "jsonl"} {

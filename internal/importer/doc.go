@@ -29,7 +29,8 @@
 //
 // The import record (kind import) holds the checkpoint: chunks done, items
 // read (records and undecodable rows), the source line reached, the
-// counts, and the committed rejects parts. Chunk n has its own ledger
+// counts, the committed rejects parts, and where the reader stood (see
+// Resume below). Chunk n has its own ledger
 // record, import-<hash>-chunk-000n, created with If-None-Match before its
 // upload starts (status UPLOADING), then updated with the CE job id
 // (PENDING) once CE answers. After every chunk the checkpoint moves past it
@@ -54,11 +55,30 @@
 //   - A chunk record found UPLOADING by a later worker means the worker
 //     uploading it died without recording the outcome: unknown, as above.
 //
-// On resume the object is opened again and the items before the checkpoint
-// are skipped (S3 ranges cannot be used inside gzip). Validation runs with
-// the "now" fixed when the import started, so every record is classified
-// as before and chunk boundaries never move. A chunk found already
-// uploaded is skipped record by record (its span's rejects are written
+// # Resume
+//
+// A resume continues reading exactly where the last committed span ended,
+// so every later chunk holds the records it would have held without the
+// interruption. With each commit the checkpoint stores the reader's
+// position (recordio.Resume: the offset in the content just past the
+// span's last item, the lines before it, the format, and a CSV file's
+// header and delimiter). The object is then opened again:
+//   - a plain file (CSV, JSON lines, a JSON array) from that offset, with
+//     a ranged GET conditional on the import's ETag (If-Match). A resume
+//     costs the same wherever it starts, and an object replaced since
+//     fails the import instead of resuming into another version's bytes;
+//   - a gzipped file from its start, because a position inside gzip data
+//     is only reachable by decompressing up to it: the content before the
+//     offset is decompressed and dropped without being decoded;
+//   - under a checkpoint written before positions were kept (no "resume"
+//     field), from its start, and the first Records items are decoded
+//     again and dropped.
+//
+// The reader's counts start at the offset; BlankRows is carried over.
+// Validation runs with the "now" fixed when the import started, so every
+// record is classified as before and chunk boundaries never move. A chunk
+// found already uploaded (the worker died between the upload and the
+// checkpoint) is skipped record by record (its span's rejects are written
 // again into a part with the same key, which only a committed checkpoint
 // lists).
 //

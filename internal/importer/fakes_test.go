@@ -25,6 +25,16 @@ type memStore struct {
 	// failWrite, when set, is asked before every write; an error fails it.
 	failWrite func(key string, cond s3stream.Condition) error
 	puts      int
+	reads     []sourceRead // Open and OpenRange calls outside state/ and reports/, in order
+}
+
+// sourceRead is one read of an object: where it started and how many
+// bytes the reader took.
+type sourceRead struct {
+	Key    string
+	Ranged bool // OpenRange
+	Offset int64
+	Bytes  int64
 }
 
 type memObject struct {
@@ -69,13 +79,64 @@ func (m *memStore) keys(bucket, prefix string) []string {
 }
 
 func (m *memStore) Open(ctx context.Context, bucket, key string) (io.ReadCloser, s3stream.ObjectInfo, error) {
+	return m.open(bucket, key, false, 0, "")
+}
+
+// OpenRange serves the object from offset on, if its ETag is etag, as
+// s3stream.Store.OpenRange does.
+func (m *memStore) OpenRange(ctx context.Context, bucket, key string, offset int64, etag string) (io.ReadCloser, s3stream.ObjectInfo, error) {
+	return m.open(bucket, key, true, offset, etag)
+}
+
+func (m *memStore) open(bucket, key string, ranged bool, offset int64, etag string) (io.ReadCloser, s3stream.ObjectInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	o, ok := m.objects[bucket+"/"+key]
-	if !ok {
-		return nil, s3stream.ObjectInfo{}, fmt.Errorf("get s3://%s/%s: %w", bucket, key, s3stream.ErrNotFound)
+	source := !strings.HasPrefix(key, "state/") && !strings.HasPrefix(key, "reports/")
+	if source {
+		m.reads = append(m.reads, sourceRead{Key: key, Ranged: ranged, Offset: offset})
 	}
-	return io.NopCloser(bytes.NewReader(o.data)), s3stream.ObjectInfo{Key: key, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified}, nil
+	o, ok := m.objects[bucket+"/"+key]
+	switch {
+	case !ok:
+		return nil, s3stream.ObjectInfo{}, fmt.Errorf("get s3://%s/%s: %w", bucket, key, s3stream.ErrNotFound)
+	case etag != "" && strings.Trim(etag, `"`) != strings.Trim(o.etag, `"`):
+		return nil, s3stream.ObjectInfo{}, fmt.Errorf("get s3://%s/%s: %w", bucket, key, s3stream.ErrPrecondition)
+	case offset > int64(len(o.data)):
+		return nil, s3stream.ObjectInfo{}, fmt.Errorf("get s3://%s/%s from byte %d: the object has %d bytes", bucket, key, offset, len(o.data))
+	}
+	info := s3stream.ObjectInfo{Key: key, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified}
+	if !source {
+		return io.NopCloser(bytes.NewReader(o.data)), info, nil
+	}
+	return io.NopCloser(&countReader{r: bytes.NewReader(o.data[offset:]), m: m, i: len(m.reads) - 1}), info, nil
+}
+
+// countReader counts the bytes read into memStore.reads[i].
+type countReader struct {
+	r io.Reader
+	m *memStore
+	i int
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.m.mu.Lock()
+	c.m.reads[c.i].Bytes += int64(n)
+	c.m.mu.Unlock()
+	return n, err
+}
+
+// sourceReads returns the reads of key's object so far.
+func (m *memStore) sourceReads(key string) []sourceRead {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []sourceRead
+	for _, r := range m.reads {
+		if r.Key == key {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func (m *memStore) Head(ctx context.Context, bucket, key string) (s3stream.ObjectInfo, error) {

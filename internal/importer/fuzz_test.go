@@ -1,8 +1,11 @@
 package importer_test
 
 import (
+	"context"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/cebulk/cebulk/internal/importer"
 	"github.com/cebulk/cebulk/internal/ledger"
@@ -10,7 +13,8 @@ import (
 
 // FuzzDryRun feeds arbitrary bytes through the whole import pipeline (as a
 // dry run, all in memory) under each kind of name: it must never panic or
-// fail, and every record read must be either valid or in the rejects.
+// fail, every record read must be either valid or in the rejects, and an
+// import that checkpoints and resumes after every chunk must end the same.
 func FuzzDryRun(f *testing.F) {
 	f.Add(byte(0), []byte(`{"event":"E","properties":{"time":1764028801,"distinct_id":"u1"}}`+"\n[1]\n{bad\n"))
 	f.Add(byte(1), []byte("[{\"event\":\"E\",\"properties\":{\"time\":1764028801,\"distinct_id\":\"u1\"}},\n42,\n{}"))
@@ -39,8 +43,31 @@ func FuzzDryRun(f *testing.F) {
 		if !ok {
 			t.Fatal("no rejects.jsonl.gz")
 		}
-		if got := len(parseRejects(t, b)); int64(got) != res.Rejected {
+		rejects := parseRejects(t, b)
+		if got := len(rejects); int64(got) != res.Rejected {
 			t.Errorf("rejects.jsonl.gz has %d lines, want %d", got, res.Rejected)
+		}
+
+		store = newMemStore()
+		store.put(bucket, key, data)
+		imp = importer.New(importer.Config{Bucket: bucket, ChunkRecords: 2}, nil, store, ledger.New(store, bucket),
+			func(context.Context, string) error { return nil }, nil)
+		resumed, err := imp.HandleObject(t.Context(), bucket, key, etag, int64(len(data)), importer.MaxChunks(1))
+		for i := 0; err == nil && resumed.Status == importer.StatusCheckpointed; i++ {
+			if i > len(data) {
+				t.Fatal("the import never ends")
+			}
+			resumed, err = imp.Resume(t.Context(), resumed.ImportID, importer.MaxChunks(1))
+		}
+		if err != nil {
+			t.Fatalf("resumed import: %v", err)
+		}
+		if diff := cmp.Diff(res, resumed); diff != "" {
+			t.Errorf("resumed import (-uninterrupted +resumed):\n%s", diff)
+		}
+		b, _ = store.get(bucket, "reports/"+key+"/rejects.jsonl.gz")
+		if diff := cmp.Diff(rejects, parseRejects(t, b)); diff != "" {
+			t.Errorf("resumed import's rejects (-uninterrupted +resumed):\n%s", diff)
 		}
 	})
 }

@@ -111,6 +111,7 @@ type ceAPI interface {
 // objectStore is the part of s3stream.Store the importer uses.
 type objectStore interface {
 	Open(ctx context.Context, bucket, key string) (io.ReadCloser, s3stream.ObjectInfo, error)
+	OpenRange(ctx context.Context, bucket, key string, offset int64, etag string) (io.ReadCloser, s3stream.ObjectInfo, error)
 	Head(ctx context.Context, bucket, key string) (s3stream.ObjectInfo, error)
 	Put(ctx context.Context, bucket, key string, r io.Reader, o s3stream.PutOptions) (s3stream.PutResult, error)
 	ReadSmall(ctx context.Context, bucket, key string) ([]byte, string, error)

@@ -28,6 +28,17 @@ func (g genStore) Open(ctx context.Context, bucket, key string) (io.ReadCloser, 
 	return io.NopCloser(g.open()), s3stream.ObjectInfo{Key: key, ETag: `"gen"`}, nil
 }
 
+func (g genStore) OpenRange(ctx context.Context, bucket, key string, offset int64, etag string) (io.ReadCloser, s3stream.ObjectInfo, error) {
+	if key != g.key {
+		return g.memStore.OpenRange(ctx, bucket, key, offset, etag)
+	}
+	r := g.open()
+	if _, err := io.CopyN(io.Discard, r, offset); err != nil {
+		return nil, s3stream.ObjectInfo{}, err
+	}
+	return io.NopCloser(r), s3stream.ObjectInfo{Key: key, ETag: `"gen"`}, nil
+}
+
 func (g genStore) Head(ctx context.Context, bucket, key string) (s3stream.ObjectInfo, error) {
 	return s3stream.ObjectInfo{Key: key, ETag: `"gen"`}, nil
 }

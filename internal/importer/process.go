@@ -31,10 +31,13 @@ type runner struct {
 	rec    *importRecord
 	tag    string
 	val    validator
+	body   io.ReadCloser // the source object's stream
 	rd     *recordio.Reader
 	fileFE *recordio.FileError // the file cannot be read past this
 	atEnd  bool                // the reader returned io.EOF or a FileError
-	buf    []byte
+	// blankRows counts the blank CSV rows before where rd started.
+	blankRows int64
+	buf       []byte
 }
 
 // spanResult says how a span ended.
@@ -58,45 +61,22 @@ func (im *Importer) run(ctx context.Context, rec *importRecord, tag string, opts
 }
 
 func (r *runner) process(ctx context.Context, o runOptions) (Result, error) {
-	p, src := r.rec.Import, r.rec.Source
+	p := r.rec.Import
 	if p.Done {
 		return r.done(ctx)
 	}
-	body, info, err := r.im.store.Open(ctx, src.Bucket, src.Key)
-	switch {
-	case errors.Is(err, s3stream.ErrNotFound):
-		p.Fatal = fmt.Sprintf("the object s3://%s/%s no longer exists", src.Bucket, src.Key)
-		return r.done(ctx)
-	case err != nil:
-		return r.fail(ctx, err)
-	}
-	defer body.Close()
-	if got := strings.Trim(info.ETag, `"`); got != "" && got != src.ETag {
-		p.Fatal = fmt.Sprintf("the object was replaced during the import (ETag %s, now %s); the new version is imported on its own", src.ETag, got)
-		return r.done(ctx)
-	}
-	r.rd, err = recordio.Open(body, src.Key, recordio.Options{CSVShape: csvShape(r.rec.Object)})
-	var fe *recordio.FileError
-	switch {
-	case errors.As(err, &fe):
-		p.FileError, p.FileErrorLine = fe.Reason, fe.Line
-		return r.done(ctx)
-	case err != nil:
-		return r.fail(ctx, err)
-	}
-	st := r.rd.Stats()
-	p.Format, p.Gzip = string(st.Format), st.Gzip
-
-	// Skip what earlier invocations committed: re-reading is cheap, and
-	// the only safe way to find a position inside a gzip stream.
-	for i := int64(0); i < p.Records; i++ {
-		if _, err := r.rd.Next(); err != nil {
-			if errors.As(err, &fe) || err == io.EOF {
-				return r.fail(ctx, fmt.Errorf("the file ends before the checkpoint (record %d of %d): it changed under the same ETag", i, p.Records))
-			}
-			return r.fail(ctx, err)
+	if err := r.open(ctx); err != nil {
+		var fe *recordio.FileError
+		switch {
+		case errors.Is(err, errGone):
+			return r.done(ctx)
+		case errors.As(err, &fe):
+			p.FileError, p.FileErrorLine = fe.Reason, fe.Line
+			return r.done(ctx)
 		}
+		return r.fail(ctx, err)
 	}
+	defer r.body.Close()
 
 	// The work context ends SafetyMargin before the invocation's deadline
 	// (at most a quarter of the time left now, so a short timeout still
@@ -142,6 +122,71 @@ func (r *runner) process(ctx context.Context, o runOptions) (Result, error) {
 		}
 		estimate = time.Since(start)
 	}
+}
+
+// errGone means the source object is gone or was replaced; p.Fatal says
+// which.
+var errGone = errors.New("the source object is gone")
+
+// open opens the source object and positions the reader at the
+// checkpoint: with a ranged GET from its offset for a plain file; by
+// decompressing from the start and skipping the bytes before it for a
+// gzipped one (no decoding); or, for a checkpoint without a position
+// (written before positions were kept), by reading the items before it
+// again and dropping them. A *recordio.FileError says the file cannot be
+// read; errGone that it no longer exists as it was (p.Fatal says why).
+func (r *runner) open(ctx context.Context) error {
+	p, src := r.rec.Import, r.rec.Source
+	res := p.Resume
+	var info s3stream.ObjectInfo
+	var err error
+	if ranged := res != nil && !res.Gzip && res.Offset > 0; ranged {
+		r.body, info, err = r.im.store.OpenRange(ctx, src.Bucket, src.Key, res.Offset, src.ETag)
+	} else {
+		r.body, info, err = r.im.store.Open(ctx, src.Bucket, src.Key)
+	}
+	switch {
+	case errors.Is(err, s3stream.ErrNotFound):
+		p.Fatal = fmt.Sprintf("the object s3://%s/%s no longer exists", src.Bucket, src.Key)
+		return errGone
+	case errors.Is(err, s3stream.ErrPrecondition):
+		p.Fatal = fmt.Sprintf("the object was replaced during the import (ETag %s no longer matches); the new version is imported on its own", src.ETag)
+		return errGone
+	case err != nil:
+		return err
+	}
+	if got := strings.Trim(info.ETag, `"`); got != "" && got != src.ETag {
+		r.body.Close()
+		p.Fatal = fmt.Sprintf("the object was replaced during the import (ETag %s, now %s); the new version is imported on its own", src.ETag, got)
+		return errGone
+	}
+	opts := recordio.Options{CSVShape: csvShape(r.rec.Object)}
+	if res != nil {
+		r.rd, err = recordio.OpenAt(r.body, src.Key, opts, *res)
+		r.blankRows = p.BlankRows
+	} else {
+		r.rd, err = recordio.Open(r.body, src.Key, opts)
+	}
+	if err != nil {
+		r.body.Close()
+		return err
+	}
+	st := r.rd.Stats()
+	p.Format, p.Gzip = string(st.Format), st.Gzip
+	if res != nil || p.Records == 0 {
+		return nil
+	}
+	for i := int64(0); i < p.Records; i++ {
+		if _, err := r.rd.Next(); err != nil {
+			r.body.Close()
+			var fe *recordio.FileError
+			if errors.As(err, &fe) || err == io.EOF {
+				return fmt.Errorf("the file ends before the checkpoint (record %d of %d): it changed under the same ETag", i, p.Records)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // span reads the records of the next chunk: up to ChunkRecords valid
@@ -464,7 +509,15 @@ func (r *runner) commit(ctx context.Context, sp *span, chunked bool) error {
 	p.Valid += sp.valid
 	p.Rejected += sp.rejected
 	p.Line = max(p.Line, sp.line)
-	p.BlankRows = r.rd.Stats().BlankRows
+	p.BlankRows = r.blankRows + r.rd.Stats().BlankRows
+	if res, ok := r.rd.Checkpoint(); ok {
+		p.Resume = &res
+	} else {
+		// The file ended (or broke): nothing to resume. Without a
+		// position, a resume would still be right, by skipping Records
+		// items; a stale one would read items twice.
+		p.Resume = nil
+	}
 	if chunked {
 		p.Chunks = sp.n
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/cebulk/cebulk/internal/recordio"
 	"github.com/cebulk/cebulk/internal/s3stream"
 )
 
@@ -39,14 +40,20 @@ type progress struct {
 	// Chunks counts the committed chunks; chunk n (1-based) is
 	// ChunkID(id, n).
 	Chunks int `json:"chunks"`
-	// Items counts the items (records and rows that could not be decoded)
-	// read up to the end of the last committed span: a resume skips them.
-	Items     int64 `json:"items"`
-	Line      int   `json:"line"` // the source line reached
+	Line   int `json:"line"` // the source line reached
+	// Records counts the items (valid records and rows rejected, also
+	// those that could not be decoded) read up to the end of the last
+	// committed span.
 	Records   int64 `json:"records"`
 	Valid     int64 `json:"valid"`
 	Rejected  int64 `json:"rejected"`
 	BlankRows int64 `json:"blankRows,omitempty"`
+	// Resume is where the reader stood at the end of the last committed
+	// span: a resume continues there (recordio.OpenAt), through a ranged
+	// GET when the file is not gzipped. Checkpoints written before it
+	// existed lack it: their resume reads the first Records items again
+	// and drops them.
+	Resume *recordio.Resume `json:"resume,omitempty"`
 	// RejectParts are the committed rejects parts, in order; finalize
 	// concatenates them (gzip members) into rejects.jsonl.gz.
 	RejectParts []string `json:"rejectParts,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -83,10 +84,27 @@ type csvDecoder struct {
 	maxLine   int
 	lines     int   // lines consumed by the records read so far
 	off       int64 // input offset after the last record
+	lineBase  int   // lines before the decoder's start (encoding/csv counts from 1 there)
 	blankRows int64
 }
 
 func newCSVDecoder(br *bufio.Reader, comma rune, opts Options) (*csvDecoder, error) {
+	d := baseCSVDecoder(br, comma, opts)
+	if err := d.readHeader(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// resumeCSVDecoder continues a CSV file at res (br starts at res.Offset).
+func resumeCSVDecoder(br *bufio.Reader, res Resume, opts Options) *csvDecoder {
+	d := baseCSVDecoder(br, res.Comma, opts)
+	d.header = slices.Clone(res.Header)
+	d.lines, d.lineBase = res.Line, res.Line
+	return d
+}
+
+func baseCSVDecoder(br *bufio.Reader, comma rune, opts Options) *csvDecoder {
 	d := &csvDecoder{
 		win:     &windowReader{r: br, limit: opts.MaxLineBytes + csvReadAhead},
 		shape:   opts.CSVShape,
@@ -96,11 +114,10 @@ func newCSVDecoder(br *bufio.Reader, comma rune, opts Options) (*csvDecoder, err
 	d.cr.Comma = comma
 	d.cr.FieldsPerRecord = -1 // checked per row against the header
 	d.cr.ReuseRecord = true
-	if err := d.readHeader(); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return d
 }
+
+func (d *csvDecoder) position() (int64, int, bool) { return d.off, d.lines, false }
 
 func (d *csvDecoder) readHeader() error {
 	rec, raw, err := d.read()
@@ -140,7 +157,14 @@ func (d *csvDecoder) readHeader() error {
 
 // read returns the next CSV record and its text. It turns a record that
 // grew past the limit, or a quoted field left open at the end of the
-// file, into a *FileError.
+// file, into a *FileError. A *csv.ParseError it returns counts lines from
+// the file's start.
+//
+// The window overflows only when the record (with the blank lines before
+// it) is longer than its limit, wherever encoding/csv's reads fall:
+// encoding/csv reads more only while it has not seen the record's end, so
+// everything in the window then belongs to the record. So a file resumed
+// in the middle (see OpenAt) ends the same way as one read from the start.
 func (d *csvDecoder) read() ([]string, []byte, error) {
 	d.win.release(d.off)
 	firstLine := d.lines + 1
@@ -157,7 +181,13 @@ func (d *csvDecoder) read() ([]string, []byte, error) {
 	}
 	d.off = end
 	var pe *csv.ParseError
-	if errors.As(err, &pe) && pe.Err == csv.ErrQuote && d.win.consumedAll(end) && bytes.IndexByte(trimSpace(raw), '\n') >= 0 {
+	if errors.As(err, &pe) && d.lineBase > 0 {
+		shifted := *pe
+		shifted.StartLine += d.lineBase
+		shifted.Line += d.lineBase
+		pe, err = &shifted, &shifted
+	}
+	if pe != nil && pe.Err == csv.ErrQuote && d.win.consumedAll(end) && bytes.IndexByte(trimSpace(raw), '\n') >= 0 {
 		return nil, nil, &FileError{Line: pe.StartLine, Reason: fmt.Sprintf(
 			"the quoted field in the record that starts at line %d is never closed", pe.StartLine)}
 	}
@@ -181,6 +211,7 @@ func (d *csvDecoder) next() (Item, error) {
 			return Item{}, err
 		}
 		line, _ := d.cr.FieldPos(0)
+		line += d.lineBase
 		raw = trimLineBreak(raw)
 		if blank(rec) {
 			d.blankRows++

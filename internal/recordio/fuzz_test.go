@@ -5,11 +5,14 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // FuzzOpen: arbitrary bytes, under every name and forced format, plain and
 // gzipped, never panic, never loop, and only ever end in io.EOF or a
-// *FileError.
+// *FileError; and resuming at the checkpoint halfway through yields
+// exactly the rest of the uninterrupted read.
 func FuzzOpen(f *testing.F) {
 	for _, seed := range []string{
 		"event,time\nA,1\n\"B\",\"2\"\n",
@@ -57,20 +60,63 @@ func FuzzOpen(f *testing.F) {
 					}
 					continue
 				}
+				var full result
+				var points []Resume
 				for i := 0; ; i++ {
 					if i > len(data)+1 {
 						t.Fatalf("Open(%q, %q): Next returned %d items without ending", content, v.name, i)
 					}
+					cp, ok := rd.Checkpoint()
+					if !ok {
+						t.Fatalf("Open(%q, %q): no checkpoint after %d items", content, v.name, i)
+					}
+					points = append(points, cp)
 					it, err := rd.Next()
 					if err != nil {
 						if err != io.EOF && !errors.As(err, &fe) {
 							t.Fatalf("Open(%q, %q): Next() = %v, want io.EOF or a *FileError", content, v.name, err)
 						}
+						full.End = endOf(t, err)
 						break
 					}
 					if it.Line < 1 || (it.Err == nil) == (it.Record == nil) || len(it.Raw) > MaxRawBytes {
 						t.Fatalf("Open(%q, %q): Next() = %+v: bad item", content, v.name, it)
 					}
+					r := row{Line: it.Line, Record: it.Record, Raw: string(it.Raw)}
+					if it.Err != nil {
+						r.Reason = it.Err.Error()
+					}
+					full.Rows = append(full.Rows, r)
+				}
+				k := len(full.Rows) / 2
+				cp := points[k]
+				src := content
+				if !cp.Gzip {
+					src = content[cp.Offset:]
+				}
+				rd, err = OpenAt(bytes.NewReader(src), v.name, v.opts, cp)
+				if err != nil {
+					t.Fatalf("Open(%q, %q): OpenAt(%+v) = %v", content, v.name, cp, err)
+				}
+				var rest result
+				for {
+					it, err := rd.Next()
+					if err != nil {
+						rest.End = endOf(t, err)
+						break
+					}
+					r := row{Line: it.Line, Record: it.Record, Raw: string(it.Raw)}
+					if it.Err != nil {
+						r.Reason = it.Err.Error()
+					}
+					rest.Rows = append(rest.Rows, r)
+				}
+				want := result{Rows: full.Rows[k:], End: full.End}
+				if len(want.Rows) == 0 {
+					want.Rows = nil
+				}
+				if diff := cmp.Diff(want, rest); diff != "" {
+					t.Fatalf("Open(%q, %q): resumed after %d items at %+v (-uninterrupted +resumed):\n%s", content, v.name, k, cp, diff)
 				}
 			}
 		}

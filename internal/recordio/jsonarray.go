@@ -20,7 +20,8 @@ const maxDepth = 10000
 type jsonArrayDecoder struct {
 	br      *bufio.Reader
 	maxLine int
-	line    int // line of the next unread byte
+	line    int   // line of the next unread byte
+	off     int64 // bytes consumed
 	state   int
 	elem    []byte // the current element, at most maxLine bytes
 	stack   []byte // closers expected inside the current element
@@ -115,7 +116,17 @@ func (d *jsonArrayDecoder) buffered() ([]byte, error) {
 	return b, nil
 }
 
-func (d *jsonArrayDecoder) discard(n int) { _, _ = d.br.Discard(n) } // n <= Buffered(): cannot fail
+// discard consumes n bytes; n <= Buffered(), so it cannot fail.
+func (d *jsonArrayDecoder) discard(n int) {
+	_, _ = d.br.Discard(n)
+	d.off += int64(n)
+}
+
+// position is resumable after an element (state arrayAfter); before the
+// first one, only the file's start is.
+func (d *jsonArrayDecoder) position() (int64, int, bool) {
+	return d.off, d.line - 1, d.state == arrayFirst
+}
 
 // skipSpace consumes blank space and returns the next byte, unconsumed.
 func (d *jsonArrayDecoder) skipSpace() (byte, error) {

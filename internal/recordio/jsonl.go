@@ -15,6 +15,7 @@ type jsonLinesDecoder struct {
 	br      *bufio.Reader
 	maxLine int
 	line    int    // lines read so far
+	off     int64  // bytes read so far
 	buf     []byte // a line that did not fit the bufio buffer, at most maxLine bytes
 	obj     objectDecoder
 }
@@ -33,6 +34,7 @@ func (d *jsonLinesDecoder) next() (Item, error) {
 			return Item{}, fileErr(d.line+1, err)
 		}
 		d.line++
+		d.off += int64(n)
 		if n > d.maxLine {
 			return rowErr(d.line, text, "the line is %d bytes long, over the %d-byte limit", n, d.maxLine), nil
 		}
@@ -47,6 +49,8 @@ func (d *jsonLinesDecoder) next() (Item, error) {
 		return Item{Line: d.line, Raw: capRaw(text), Record: rec}, nil
 	}
 }
+
+func (d *jsonLinesDecoder) position() (int64, int, bool) { return d.off, d.line, false }
 
 // readLine returns the next line (with its line break), at most maxLine
 // bytes of it, and its full length n; the rest of a longer line is read

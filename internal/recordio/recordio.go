@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -134,6 +135,12 @@ type Stats struct {
 // decoder is what each format implements.
 type decoder interface {
 	next() (Item, error)
+	// position returns the content bytes the decoder has consumed (up to
+	// the end of the last item it returned) and the line breaks among
+	// them, counted from where it started. start means the decoder has
+	// not passed a point it can resume from yet (a JSON array before its
+	// first element): it can only be read again from the file's start.
+	position() (off int64, lines int, start bool)
 }
 
 // Reader reads the records of one file. It is not safe for concurrent use.
@@ -143,8 +150,36 @@ type Reader struct {
 	src    *countingReader
 	gz     *gunzipReader // nil for a plain file
 	dec    decoder
+	base   int64 // content offset where the decoder started
 	stats  Stats
 	err    error // sticky io.EOF or fatal error
+}
+
+// Resume is where a [Reader] stopped, from [Reader.Checkpoint]: enough for
+// [OpenAt] to continue reading there, with the same line numbers, format,
+// CSV header and delimiter, and without looking at the start of the file
+// again. It encodes to JSON, for checkpoints.
+type Resume struct {
+	// Format is the file's format, as detected when it was first opened.
+	Format Format `json:"format"`
+	// Gzip: the file is gzipped, so Offset is a position in the
+	// decompressed content, which only reading from the file's first
+	// byte can reach.
+	Gzip bool `json:"gzip,omitempty"`
+	// Offset is the position in the (decompressed) content where the next
+	// item's text starts: just past the last item returned, including
+	// its line break (a JSON array: just past its last element). It
+	// counts a byte-order mark. For a plain file it is a byte offset in
+	// the file, usable in an HTTP range. Zero means the start of the
+	// file: nothing to skip.
+	Offset int64 `json:"offset"`
+	// Line is the number of line breaks before Offset: the next item is
+	// on line Line+1 or later.
+	Line int `json:"line"`
+	// Header and Comma are a CSV file's header row (trimmed) and
+	// delimiter.
+	Header []string `json:"header,omitempty"`
+	Comma  rune     `json:"comma,omitempty"`
 }
 
 // Open prepares to read the records of the file called name (an S3 key or
@@ -175,6 +210,7 @@ func Open(r io.Reader, name string, opts Options) (*Reader, error) {
 	if err != nil {
 		return nil, rd.wrap(err)
 	}
+	rd.base = sn.skipped
 	format := opts.Format
 	if format == "" {
 		format, err = detectFormat(rd.name, sn)
@@ -201,6 +237,84 @@ func Open(r io.Reader, name string, opts Options) (*Reader, error) {
 		return nil, rd.wrap(err)
 	}
 	return rd, nil
+}
+
+// OpenAt is Open for a file that was read before up to res (from
+// [Reader.Checkpoint]): the Reader it returns yields the items that
+// followed res, exactly as a Reader that had read the file from its start
+// would, with the same line numbers, and without sniffing the content or
+// reading a CSV header. The format, CSV header and delimiter come from res;
+// opts.Format and opts.Comma are ignored.
+//
+// For a plain file, r must deliver the file from byte res.Offset on (an
+// HTTP range request). For a gzipped file (res.Gzip), r must deliver the
+// whole file: OpenAt decompresses it and skips res.Offset bytes of content,
+// which costs decompression only, no decoding. A zero res.Offset means the
+// start of the file: r delivers it whole and OpenAt is Open with the
+// format of res.
+//
+// Stats of the returned Reader count from res: BytesRead counts what r
+// delivers, the record counts and BlankRows what is read after res.
+func OpenAt(r io.Reader, name string, opts Options, res Resume) (*Reader, error) {
+	if res.Offset == 0 {
+		opts.Format, opts.Comma = res.Format, res.Comma
+		return Open(r, name, opts)
+	}
+	opts = opts.withDefaults()
+	rd := &Reader{name: path.Base(name), format: res.Format, src: &countingReader{r: r}, base: res.Offset}
+	switch {
+	case res.Offset < 0:
+		return nil, fmt.Errorf("resume %s: negative offset %d", rd.name, res.Offset)
+	case res.Format == FormatCSV && (len(res.Header) == 0 || res.Comma == 0):
+		return nil, fmt.Errorf("resume %s: a CSV resume needs the header and the delimiter", rd.name)
+	}
+	content := bufio.NewReaderSize(rd.src, readBufferSize)
+	if res.Gzip {
+		magic, err := content.Peek(2)
+		if err != nil && err != io.EOF {
+			return nil, rd.wrap(err)
+		}
+		if len(magic) < 2 || magic[0] != 0x1f || magic[1] != 0x8b {
+			return nil, fmt.Errorf("resume %s: the file is no longer gzip data", rd.name)
+		}
+		gz, err := newGunzipReader(content, rd.src, opts)
+		if err != nil {
+			return nil, rd.wrap(err)
+		}
+		rd.gz = gz
+		content = bufio.NewReaderSize(gz, readBufferSize)
+		if err := discard(content, res.Offset); err == io.EOF {
+			return nil, fmt.Errorf("resume %s: the content ends at byte %d, before the resume offset %d", rd.name, gz.n, res.Offset)
+		} else if err != nil {
+			return nil, rd.wrap(err)
+		}
+	}
+	switch res.Format {
+	case FormatCSV:
+		rd.dec = resumeCSVDecoder(content, res, opts)
+	case FormatJSONLines:
+		rd.dec = &jsonLinesDecoder{br: content, maxLine: opts.MaxLineBytes, line: res.Line}
+	case FormatJSONArray:
+		rd.dec = &jsonArrayDecoder{br: content, maxLine: opts.MaxLineBytes, line: res.Line + 1, state: arrayAfter}
+	default:
+		return nil, fmt.Errorf("resume %s: unknown format %q", rd.name, res.Format)
+	}
+	return rd, nil
+}
+
+// discard skips n bytes of br; io.EOF means there were fewer.
+func discard(br *bufio.Reader, n int64) error {
+	for n > 0 {
+		k, err := br.Discard(int(min(n, 1<<30)))
+		n -= int64(k)
+		if err != nil {
+			if err == io.EOF && n == 0 {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // detectFormat picks the format from the name, then from the content.
@@ -263,6 +377,24 @@ func (r *Reader) wrap(err error) error {
 		return &FileError{Reason: ce.reason}
 	}
 	return fmt.Errorf("read %s: %w", r.name, err)
+}
+
+// Checkpoint returns where the reader stands: just past the last item Next
+// returned (right after Open: before the first item), for [OpenAt]. ok is
+// false once Next has returned an error or io.EOF.
+func (r *Reader) Checkpoint() (res Resume, ok bool) {
+	if r.err != nil {
+		return Resume{}, false
+	}
+	off, lines, start := r.dec.position()
+	res = Resume{Format: r.format, Gzip: r.gz != nil}
+	if !start {
+		res.Offset, res.Line = r.base+off, lines
+	}
+	if c, isCSV := r.dec.(*csvDecoder); isCSV {
+		res.Header, res.Comma = slices.Clone(c.header), c.cr.Comma
+	}
+	return res, true
 }
 
 // Format returns the file's format.

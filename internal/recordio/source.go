@@ -97,6 +97,7 @@ type sniffed struct {
 	first     byte   // first byte that is not JSON whitespace
 	firstLine int    // its 1-based line
 	header    []byte // the first line (CSV header), possibly cut short
+	skipped   int64  // bytes consumed: a byte-order mark
 }
 
 // magics are signatures of binary files people upload by mistake.
@@ -125,12 +126,14 @@ func sniff(br *bufio.Reader) (sniffed, error) {
 		return sniffed{}, err
 	}
 	atEOF := err != nil
+	skipped := 0
 	switch {
 	case bytes.HasPrefix(peek, utf8BOM):
 		if _, err := br.Discard(len(utf8BOM)); err != nil {
 			return sniffed{}, err
 		}
 		peek = peek[len(utf8BOM):]
+		skipped = len(utf8BOM)
 	case bytes.HasPrefix(peek, []byte{0xff, 0xfe}), bytes.HasPrefix(peek, []byte{0xfe, 0xff}):
 		return sniffed{}, &FileError{Reason: "the file is UTF-16 text; save it as UTF-8"}
 	}
@@ -138,7 +141,7 @@ func sniff(br *bufio.Reader) (sniffed, error) {
 		return sniffed{}, err
 	}
 
-	sn := sniffed{header: peek}
+	sn := sniffed{header: peek, skipped: int64(skipped)}
 	if i := bytes.IndexByte(peek, '\n'); i >= 0 {
 		sn.header = peek[:i]
 	}

@@ -1,7 +1,7 @@
 // Package s3stream is the one place that talks to S3: streaming multipart
-// uploads from an io.Reader, streaming reads, and small JSON-sized objects
-// written with conditions (If-None-Match: *, If-Match: etag) for the job
-// ledger and watermarks.
+// uploads from an io.Reader, streaming reads (whole, or from an offset to
+// resume one), and small JSON-sized objects written with conditions
+// (If-None-Match: *, If-Match: etag) for the job ledger and watermarks.
 //
 // Uploads go through the SDK's feature/s3/manager uploader (v1, stable):
 // memory is bounded by PartSize × Concurrency whatever the stream's length,
@@ -18,6 +18,7 @@ import (
 	"iter"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -138,6 +139,87 @@ func (s *Store) Open(ctx context.Context, bucket, key string) (io.ReadCloser, Ob
 	}
 	info := ObjectInfo{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag), LastModified: aws.ToTime(out.LastModified)}
 	return out.Body, info, nil
+}
+
+// OpenRange streams bucket/key from byte offset on (Range: bytes=offset-),
+// to resume reading an object where an earlier read stopped. When etag is
+// not empty the read is conditional on it (If-Match): an object replaced
+// since fails with an error wrapping ErrPrecondition, instead of yielding
+// another version's bytes. ObjectInfo.Size is the size of the whole
+// object. An offset at the object's end yields an empty reader (S3 serves
+// no empty ranges; the size is then checked with a HEAD); an offset past
+// it is an error. The caller closes the reader.
+func (s *Store) OpenRange(ctx context.Context, bucket, key string, offset int64, etag string) (io.ReadCloser, ObjectInfo, error) {
+	if offset < 0 {
+		return nil, ObjectInfo{}, fmt.Errorf("get s3://%s/%s: negative offset %d", bucket, key, offset)
+	}
+	var ifMatch *string
+	if etag != "" {
+		if !strings.HasPrefix(etag, `"`) && !strings.HasPrefix(etag, "W/") {
+			etag = `"` + etag + `"`
+		}
+		ifMatch = &etag
+	}
+	out, err := s.api.GetObject(ctx, &s3.GetObjectInput{
+		Bucket: &bucket, Key: &key, Range: aws.String(fmt.Sprintf("bytes=%d-", offset)), IfMatch: ifMatch,
+	})
+	if invalidRange(err) {
+		h, err := s.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key, IfMatch: ifMatch})
+		if err != nil {
+			return nil, ObjectInfo{}, fmt.Errorf("head s3://%s/%s: %w", bucket, key, mapErr(err))
+		}
+		info := ObjectInfo{Key: key, Size: aws.ToInt64(h.ContentLength), ETag: aws.ToString(h.ETag), LastModified: aws.ToTime(h.LastModified)}
+		if info.Size != offset {
+			return nil, ObjectInfo{}, fmt.Errorf("get s3://%s/%s from byte %d: the object has %d bytes", bucket, key, offset, info.Size)
+		}
+		return http.NoBody, info, nil
+	}
+	if err != nil {
+		return nil, ObjectInfo{}, fmt.Errorf("get s3://%s/%s from byte %d: %w", bucket, key, offset, mapErr(err))
+	}
+	info := ObjectInfo{Key: key, ETag: aws.ToString(out.ETag), LastModified: aws.ToTime(out.LastModified)}
+	// Content-Range: bytes <first>-<last>/<size>
+	first, size, ok := parseContentRange(aws.ToString(out.ContentRange))
+	if !ok || first != offset {
+		out.Body.Close()
+		return nil, ObjectInfo{}, fmt.Errorf("get s3://%s/%s from byte %d: the answer is not that range (Content-Range %q)",
+			bucket, key, offset, aws.ToString(out.ContentRange))
+	}
+	info.Size = size
+	return out.Body, info, nil
+}
+
+// parseContentRange reads "bytes <first>-<last>/<size>".
+func parseContentRange(v string) (first, size int64, ok bool) {
+	rest, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return 0, 0, false
+	}
+	span, total, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, 0, false
+	}
+	from, _, ok := strings.Cut(span, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	first, err1 := strconv.ParseInt(from, 10, 64)
+	size, err2 := strconv.ParseInt(total, 10, 64)
+	return first, size, err1 == nil && err2 == nil
+}
+
+// invalidRange reports S3's answer to a range that starts at or past the
+// object's end.
+func invalidRange(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "InvalidRange" {
+		return true
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable
 }
 
 // Head returns an object's metadata.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -145,5 +146,57 @@ func TestListAndDelete(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"a/1", "a/3"}, keys); diff != "" {
 		t.Errorf("List mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestOpenRange(t *testing.T) {
+	s, bucket := newStore(t)
+	ctx := t.Context()
+	etag, err := s.WriteSmall(ctx, bucket, "obj", []byte("0123456789"), "text/plain", s3stream.Condition{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := strings.Trim(etag, `"`)
+	for _, tc := range []struct {
+		name   string
+		offset int64
+		etag   string
+		want   string
+	}{
+		{"from the start", 0, etag, "0123456789"},
+		{"from the middle", 3, etag, "3456789"},
+		{"ETag without quotes", 9, bare, "9"},
+		{"no condition", 5, "", "56789"},
+		{"at the end", 10, etag, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc, info, err := s.OpenRange(ctx, bucket, "obj", tc.offset, tc.etag)
+			if err != nil {
+				t.Fatalf("OpenRange: %v", err)
+			}
+			defer rc.Close()
+			got, err := io.ReadAll(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tc.want || info.Size != 10 || info.ETag != etag {
+				t.Errorf("OpenRange(%d) = %q, %+v; want %q, size 10, ETag %s", tc.offset, got, info, tc.want, etag)
+			}
+		})
+	}
+	if _, _, err := s.OpenRange(ctx, bucket, "obj", 11, etag); err == nil || !strings.Contains(err.Error(), "has 10 bytes") {
+		t.Errorf("OpenRange past the end = %v, want an error", err)
+	}
+	if _, _, err := s.OpenRange(ctx, bucket, "missing", 1, ""); !errors.Is(err, s3stream.ErrNotFound) {
+		t.Errorf("OpenRange(missing) = %v, want ErrNotFound", err)
+	}
+	// Replaced: the old ETag no longer matches, wherever the offset is.
+	if _, err := s.WriteSmall(ctx, bucket, "obj", []byte("abc"), "text/plain", s3stream.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, offset := range []int64{1, 3, 5} {
+		if _, _, err := s.OpenRange(ctx, bucket, "obj", offset, etag); !errors.Is(err, s3stream.ErrPrecondition) {
+			t.Errorf("OpenRange(%d) of a replaced object = %v, want ErrPrecondition", offset, err)
+		}
 	}
 }
