@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"errors"
 	"io"
-	"strings"
 	"testing"
 )
 
@@ -151,5 +150,3 @@ func (f *failingReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-func lines(ls ...string) []byte { return []byte(strings.Join(ls, "\n")) }
