@@ -3,10 +3,12 @@
 // resume one), and small JSON-sized objects written with conditions
 // (If-None-Match: *, If-Match: etag) for the job ledger and watermarks.
 //
-// Uploads go through the SDK's feature/s3/manager uploader (v1, stable):
-// memory is bounded by PartSize × Concurrency whatever the stream's length,
-// and nothing is staged on disk. The newer transfermanager is v0.x and its
-// GetObject misbehaves on moto; switching means changing this file only.
+// Uploads go through the SDK's feature/s3/transfermanager (v0.x, pinned in
+// go.mod; the older feature/s3/manager is deprecated in its favour): memory is
+// bounded by part size × concurrency whatever the stream's length, and nothing
+// is staged on disk. Reads use plain GetObject: transfermanager's GetObject
+// misbehaves on moto (local-aws-stack notes). Only this file knows the
+// library.
 package s3stream
 
 import (
@@ -24,7 +26,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -39,7 +41,7 @@ var ErrPrecondition = errors.New("s3stream: precondition failed")
 
 // API is the part of the S3 client this package uses.
 type API interface {
-	manager.UploadAPIClient
+	transfermanager.S3APIClient
 	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opts ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
@@ -49,7 +51,9 @@ type API interface {
 // Store reads and writes objects.
 type Store struct {
 	api      API
-	uploader *manager.Uploader
+	uploader *transfermanager.Client
+	partSize int64
+	parts    int
 	log      *slog.Logger
 }
 
@@ -60,8 +64,8 @@ type Option func(*Store)
 // parts uploaded at once. Peak memory of one Put is about size × concurrency.
 func WithPartSize(size int64, concurrency int) Option {
 	return func(s *Store) {
-		s.uploader.PartSize = size
-		s.uploader.Concurrency = concurrency
+		s.partSize = size
+		s.parts = concurrency
 	}
 }
 
@@ -71,21 +75,30 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 // New returns a Store over api (an *s3.Client in production).
 func New(api API, opts ...Option) *Store {
 	s := &Store{
-		api: api,
-		uploader: manager.NewUploader(api, func(u *manager.Uploader) {
-			u.PartSize = manager.MinUploadPartSize
-			u.Concurrency = 2
-			// Checksums only where required: the uploader overrides the
-			// client's setting otherwise (local-aws-stack G3).
-			u.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		}),
-		log: slog.New(slog.DiscardHandler),
+		api:      api,
+		partSize: minPartSize,
+		parts:    2,
+		log:      slog.New(slog.DiscardHandler),
 	}
 	for _, o := range opts {
 		o(s)
 	}
+	s.uploader = transfermanager.New(api, func(o *transfermanager.Options) {
+		o.PartSizeBytes = s.partSize
+		o.MultipartUploadThreshold = s.partSize
+		o.Concurrency = s.parts
+		// Abort a failed multipart upload with a fresh context, so a
+		// cancelled or expired caller context still leaves no parts behind.
+		o.FailTimeout = 30 * time.Second
+		// Checksums only where required: the transfer manager overrides
+		// the client's setting otherwise (local-aws-stack G3).
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+	})
 	return s
 }
+
+// minPartSize is S3's smallest multipart part (5 MiB).
+const minPartSize = 5 << 20
 
 // PutOptions describe an object written by Put.
 type PutOptions struct {
@@ -104,22 +117,22 @@ type PutResult struct {
 // with a multipart upload, which is aborted on failure (no partial object is
 // ever visible under key).
 func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, o PutOptions) (PutResult, error) {
-	in := &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: r, Metadata: o.Metadata}
+	in := &transfermanager.UploadObjectInput{Bucket: &bucket, Key: &key, Body: r, Metadata: o.Metadata}
 	if o.ContentType != "" {
 		in.ContentType = &o.ContentType
 	}
 	if o.ContentEncoding != "" {
 		in.ContentEncoding = &o.ContentEncoding
 	}
-	out, err := s.uploader.Upload(ctx, in)
+	out, err := s.uploader.UploadObject(ctx, in)
 	if err != nil {
-		var mu manager.MultiUploadFailure
+		var mu transfermanager.MultipartUploadError
 		if errors.As(err, &mu) {
 			s.log.ErrorContext(ctx, "multipart upload failed", "bucket", bucket, "key", key, "uploadId", mu.UploadID())
 		}
 		return PutResult{}, fmt.Errorf("upload s3://%s/%s: %w", bucket, key, unwrapCause(err))
 	}
-	return PutResult{ETag: aws.ToString(out.ETag), UploadID: out.UploadID}, nil
+	return PutResult{ETag: aws.ToString(out.ETag), UploadID: aws.ToString(out.UploadID)}, nil
 }
 
 // ObjectInfo describes a stored object.

@@ -2,12 +2,14 @@ package s3stream_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/cebulk/cebulk/internal/awstest"
@@ -92,6 +94,53 @@ func TestPutFailingStreamLeavesNothing(t *testing.T) {
 			t.Errorf("Head after failed Put = %v, want ErrNotFound", err)
 		}
 	}
+	// The multipart upload was aborted: no parts are left to pay for.
+	out, err := awstest.S3(t).ListMultipartUploads(t.Context(), &s3.ListMultipartUploadsInput{Bucket: &bucket})
+	if err != nil {
+		t.Fatalf("ListMultipartUploads: %v", err)
+	}
+	if len(out.Uploads) != 0 {
+		t.Errorf("%d multipart uploads left after failed Puts, want 0", len(out.Uploads))
+	}
+}
+
+// A cancelled context mid-upload also aborts the multipart upload.
+func TestPutCancelledAbortsMultipart(t *testing.T) {
+	s, bucket := newStore(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	r := &cancellingReader{n: 12 << 20, cancelAt: 7 << 20, cancel: cancel}
+	if _, err := s.Put(ctx, bucket, "cancelled", r, s3stream.PutOptions{}); err == nil {
+		t.Fatalf("Put with a context cancelled mid-stream = nil error")
+	}
+	out, err := awstest.S3(t).ListMultipartUploads(t.Context(), &s3.ListMultipartUploadsInput{Bucket: &bucket})
+	if err != nil {
+		t.Fatalf("ListMultipartUploads: %v", err)
+	}
+	if len(out.Uploads) != 0 {
+		t.Errorf("%d multipart uploads left after a cancelled Put, want 0", len(out.Uploads))
+	}
+}
+
+// cancellingReader yields n zero bytes and cancels its context after
+// cancelAt of them.
+type cancellingReader struct {
+	n, read, cancelAt int
+	cancel            context.CancelFunc
+}
+
+func (c *cancellingReader) Read(p []byte) (int, error) {
+	if c.read >= c.n {
+		return 0, io.EOF
+	}
+	if len(p) > c.n-c.read {
+		p = p[:c.n-c.read]
+	}
+	clear(p)
+	c.read += len(p)
+	if c.read >= c.cancelAt {
+		c.cancel()
+	}
+	return len(p), nil
 }
 
 func TestConditionalWrites(t *testing.T) {
