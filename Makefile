@@ -6,7 +6,7 @@ GOARCH_LAMBDA ?= arm64
 LDFLAGS   := -s -w
 BUILD_LAMBDA = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_LAMBDA) $(GO) build -trimpath -tags lambda.norpc -ldflags='$(LDFLAGS)'
 
-.PHONY: all test test-short lint vet fmt bench demo emulator build \
+.PHONY: all test test-short lint vet fmt staticcheck bench demo emulator build \
         build-ExportFunction build-ImportFunction build-WebhookFunction \
         invoke-export invoke-import invoke-webhook cfn-lint
 
@@ -20,8 +20,11 @@ test:
 test-short:
 	$(GO) test -count=1 ./...
 
-## lint: formatting, vet and the template.
-lint: fmt vet
+## lint: formatting, vet and staticcheck (a go.mod tool dependency); the template is checked by make test.
+lint: fmt vet staticcheck
+
+staticcheck:
+	$(GO) tool staticcheck ./...
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needs to run on:"; echo "$$out"; exit 1; fi
