@@ -36,6 +36,8 @@ type subcommand struct {
 var subcommands = map[string]subcommand{
 	"emulator": {"serve the in-memory CE bulk API emulator on 127.0.0.1", runEmulator},
 	"demo":     {"run export, webhook callback and import end to end on this machine", runDemo},
+	"export":   {"run an export or a backfill with the pipeline code and wait for its jobs", runExport},
+	"import":   {"import an object already in S3 with the pipeline code and wait for its report", runImport},
 }
 
 func main() {

@@ -98,11 +98,18 @@ type Clients struct {
 	CE    *ceclient.Client // credentials from the secret, refreshed on 401
 }
 
-// NewClients builds the clients; nothing is called over the network yet (the
-// secret is read on the first CE call).
+// NewClients builds the clients with Lambda's JSON logger at c.LogLevel,
+// which also becomes slog's default; nothing is called over the network yet
+// (the secret is read on the first CE call).
 func NewClients(ctx context.Context, c Common) (*Clients, error) {
 	log := logging.New(c.LogLevel)
 	slog.SetDefault(log)
+	return Build(ctx, c, log)
+}
+
+// Build builds the clients with the given logger (the operator CLI logs as
+// text to stderr) and leaves slog's default alone.
+func Build(ctx context.Context, c Common, log *slog.Logger) (*Clients, error) {
 	cfg, err := awsenv.Load(ctx)
 	if err != nil {
 		return nil, err
