@@ -14,6 +14,8 @@ import (
 	"time"
 	_ "time/tzdata" // -timezone, whatever the machine carries
 
+	"github.com/cebulk/cebulk/internal/syncio"
+
 	"github.com/cebulk/cebulk/internal/exporter"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/s3stream"
@@ -75,7 +77,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	errw := &lockedWriter{w: stderr}
+	errw := syncio.NewWriter(stderr)
 	c, err := newOpsClients(ctx, common, errw)
 	if err != nil {
 		return err

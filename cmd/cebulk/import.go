@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cebulk/cebulk/internal/syncio"
+
 	"github.com/cebulk/cebulk/internal/importer"
 	"github.com/cebulk/cebulk/internal/s3stream"
 )
@@ -83,7 +85,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if bucket == "" {
 		bucket = common.Bucket
 	}
-	errw := &lockedWriter{w: stderr}
+	errw := syncio.NewWriter(stderr)
 	c, err := newOpsClients(ctx, common, errw)
 	if err != nil {
 		return err

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/cebulk/cebulk/internal/lambdaenv"
@@ -93,19 +92,6 @@ func opsEnv(fs *flag.FlagSet) (lambdaenv.Common, error) {
 func newOpsClients(ctx context.Context, c lambdaenv.Common, stderr io.Writer) (*lambdaenv.Clients, error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel}))
 	return lambdaenv.Build(ctx, c, log)
-}
-
-// lockedWriter serialises writes from the command and from the pipeline's
-// goroutines (their logs) to one stream.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // sleep waits d or until ctx ends, reporting whether the full wait passed.

@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cebulk/cebulk/internal/syncio"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -55,22 +56,7 @@ func (c *clock) Add(d time.Duration) {
 }
 
 // syncBuffer collects log or metric lines from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer struct{ syncio.Buffer }
 
 // lines decodes the JSON lines written so far.
 func (s *syncBuffer) lines(t testing.TB) []map[string]any {

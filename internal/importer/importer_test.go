@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cebulk/cebulk/internal/syncio"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/cebulk/cebulk/internal/cetest"
@@ -41,7 +43,7 @@ type env struct {
 	jobs      *ledger.Store
 	clock     *fakeClock
 	imp       *importer.Importer
-	metrics   *syncBuffer
+	metrics   *syncio.Buffer
 	mu        sync.Mutex
 	reinvoked []string
 }
@@ -62,7 +64,7 @@ type ceAPI interface {
 
 func setup(t *testing.T, o envOptions) *env {
 	t.Helper()
-	e := &env{t: t, store: newMemStore(), clock: &fakeClock{now: t0}, metrics: &syncBuffer{}}
+	e := &env{t: t, store: newMemStore(), clock: &fakeClock{now: t0}, metrics: &syncio.Buffer{}}
 	o.ce.Now = e.clock.Now
 	srv, fake := cetest.NewServer(t, o.ce)
 	e.fake = fake
@@ -218,23 +220,6 @@ func (e *env) ledgerJob(id string) *ledger.Job {
 		e.t.Fatalf("ledger %s: %v", id, err)
 	}
 	return j
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // activity renders one valid event whose distinct_id identifies it.

@@ -6,7 +6,6 @@
 package lambdatest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http/httptest"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/cebulk/cebulk/internal/awstest"
 	"github.com/cebulk/cebulk/internal/lambdalocal"
+	"github.com/cebulk/cebulk/internal/syncio"
 )
 
 var (
@@ -98,7 +98,7 @@ type Options struct {
 // Function is one bootstrap served by its own emulator.
 type Function struct {
 	*lambdalocal.Function
-	logs *syncBuffer
+	logs *syncio.Buffer
 }
 
 // Start serves bootstrap under the runtime interface emulator on loopback
@@ -112,7 +112,7 @@ func Start(t testing.TB, bootstrap string, opts Options) *Function {
 	for k, v := range opts.Env {
 		env = append(env, k+"="+v)
 	}
-	logs := &syncBuffer{}
+	logs := &syncio.Buffer{}
 	fn, err := lambdalocal.Start(context.Background(), RIE(t), bootstrap, lambdalocal.Options{
 		Name: opts.Name, Timeout: opts.Timeout, Env: env, Output: logs,
 	})
@@ -172,21 +172,4 @@ func NewInvokeAPI(t testing.TB) (*lambdalocal.InvokeAPI, string) {
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() { srv.Close(); api.Close() })
 	return api, srv.URL
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

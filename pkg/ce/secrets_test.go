@@ -1,7 +1,6 @@
 package ce
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,9 +9,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cebulk/cebulk/internal/syncio"
 )
 
 // Credentials redact themselves for fmt and log/slog.
@@ -41,24 +41,6 @@ func assertNoSecrets(t *testing.T, s string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes by a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newTestLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
@@ -68,7 +50,7 @@ func newTestLogger(w io.Writer) *slog.Logger {
 // its error bodies, and checks that no error string, APIError field or log
 // record carries a secret.
 func TestNoSecretsInErrorsOrLogs(t *testing.T) {
-	var logs syncBuffer
+	var logs syncio.Buffer
 	c, mux, _ := setup(t, WithLogger(newTestLogger(&logs)), WithRetry(1, time.Millisecond, time.Millisecond))
 	echo := func(status int) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
