@@ -145,21 +145,11 @@ func readExportFlags(fs *flag.FlagSet, from, to string, wait, poll time.Duration
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
-	objects, src := flagOrEnv(fs, "objects", "EXPORT_OBJECTS", "activities,users")
+	objects, src := flagOrEnv(fs, "objects", "EXPORT_OBJECTS", exporter.DefaultObjects)
 	s.objectsGiven = src == "-objects"
-	for o := range strings.SplitSeq(objects, ",") {
-		switch o = strings.TrimSpace(o); {
-		case o == "":
-		case o != exporter.ObjectActivities && o != exporter.ObjectUsers:
-			bad("%s: unknown object %q: want activities and/or users", src, o)
-		case slices.Contains(s.objects, o):
-			bad("%s: %q listed twice", src, o)
-		default:
-			s.objects = append(s.objects, o)
-		}
-	}
-	if len(s.objects) == 0 {
-		bad("%s=%q: want activities and/or users", src, objects)
+	var err error
+	if s.objects, err = exporter.ParseObjects(objects); err != nil {
+		bad("%s: %v", src, err)
 	}
 
 	switch {
@@ -179,25 +169,22 @@ func readExportFlags(fs *flag.FlagSet, from, to string, wait, poll time.Duration
 		}
 	}
 
-	if start, src := flagOrEnv(fs, "start", "EXPORT_START", ""); start != "" {
-		if _, err := time.Parse(time.DateOnly, start); err != nil {
-			bad("%s=%q: want a day like 2026-11-25", src, start)
-		}
-		s.start = start
+	start, src := flagOrEnv(fs, "start", "EXPORT_START", "")
+	if err := exporter.ParseDay(start); err != nil {
+		bad("%s=%v", src, err)
 	}
+	s.start = start
 	tz, src := flagOrEnv(fs, "timezone", "EXPORT_TIMEZONE", "UTC")
-	loc, err := time.LoadLocation(tz)
-	if tz == "Local" || err != nil {
-		bad("%s=%q: want an IANA time zone such as UTC or America/New_York", src, tz)
+	if s.location, err = exporter.ParseTimezone(tz); err != nil {
+		bad("%s=%v", src, err)
 	}
-	s.location = loc
-	lag, src := flagOrEnv(fs, "lag", "EXPORT_LAG", "2h")
-	if s.lag, err = time.ParseDuration(lag); err != nil || s.lag < 0 {
-		bad("%s=%q: want a duration such as 2h or 90m", src, lag)
+	lag, src := flagOrEnv(fs, "lag", "EXPORT_LAG", exporter.DefaultLag.String())
+	if s.lag, err = exporter.ParseLag(lag); err != nil {
+		bad("%s=%v", src, err)
 	}
-	maxJobs, src := flagOrEnv(fs, "max-jobs", "EXPORT_MAX_JOBS", "6")
-	if s.maxJobs, err = strconv.Atoi(maxJobs); err != nil || s.maxJobs < 1 || s.maxJobs > 60 {
-		bad("%s=%q: want a whole number from 1 to 60 (Mixpanel allows 60 export queries an hour)", src, maxJobs)
+	maxJobs, src := flagOrEnv(fs, "max-jobs", "EXPORT_MAX_JOBS", strconv.Itoa(exporter.DefaultMaxJobs))
+	if s.maxJobs, err = exporter.ParseMaxJobs(maxJobs); err != nil {
+		bad("%s=%v", src, err)
 	}
 	if err := checkWaitPoll("export", wait, poll); err != nil {
 		problems = append(problems, strings.TrimPrefix(err.Error(), "export: "))
