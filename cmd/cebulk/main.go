@@ -1,6 +1,6 @@
-// Command cebulk is the operator CLI of cebulk: it runs the CE emulator for
-// local work, and (as they are added) the local demo and one-off runs of the
-// export and import pipelines.
+// Command cebulk is the operator CLI of cebulk: the local demo (the whole
+// flow on one machine), the CE emulator for local work, and one-off export
+// runs, backfills and imports with the same pipeline code as the functions.
 //
 // Usage:
 //
