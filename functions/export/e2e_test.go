@@ -282,7 +282,7 @@ func TestE2EScheduledRunAndSweep(t *testing.T) {
 			done = l
 		}
 	}
-	for _, k := range []string{"requestId", "jobId", "object", "window", "records", "bytes", "duration"} {
+	for _, k := range []string{"requestId", "jobId", "object", "window", "records", "bytes", "durationMs"} {
 		if _, ok := done[k]; !ok {
 			t.Errorf("log line %v has no %q", done, k)
 		}

@@ -123,7 +123,7 @@ func (h *handler) handle(ctx context.Context, raw json.RawMessage) (any, error) 
 		resp.Sweep, err = &res, serr
 		attrs = append(attrs, "checked", res.Checked, "collected", len(res.Collected), "failed", len(res.Failed), "expired", len(res.Expired))
 	}
-	attrs = append(attrs, "duration", time.Since(t0))
+	attrs = append(attrs, "durationMs", time.Since(t0).Milliseconds())
 	if err != nil {
 		h.log.ErrorContext(ctx, "export "+req.Action+" failed", append(attrs, "err", err.Error())...)
 		return nil, err

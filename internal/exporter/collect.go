@@ -158,7 +158,7 @@ func (e *Exporter) Collect(ctx context.Context, id string) (CollectResult, error
 		job, outcome := e.failAttempt(ctx, job, etag, "collect: "+err.Error())
 		res.Outcome, res.Status, res.Error = outcome, job.Status, job.LastError
 		e.logJob(ctx, slog.LevelWarn, "collect failed; nothing published", job,
-			slog.Duration("duration", time.Since(t0)), slog.String("err", err.Error()))
+			slog.Int64("durationMs", time.Since(t0).Milliseconds()), slog.String("err", err.Error()))
 		return res, fmt.Errorf("collect %s: %w", id, err)
 	}
 	res.Part, res.Records, res.OutOfWindow, res.Bytes, res.CEFailed = m.Part, m.Records, m.OutOfWindow, m.Bytes, m.CERecordsFailed
@@ -188,7 +188,7 @@ func (e *Exporter) Collect(ctx context.Context, id string) (CollectResult, error
 	e.logJob(ctx, level, msg, job,
 		slog.Int64("records", m.Records), slog.Int64("outOfWindow", m.OutOfWindow),
 		slog.Int64("ceRecordsFailed", m.CERecordsFailed), slog.Int64("bytes", m.Bytes),
-		slog.Duration("duration", time.Since(t0)))
+		slog.Int64("durationMs", time.Since(t0).Milliseconds()))
 
 	if !Snapshot(job.Object) {
 		if _, err := e.advanceWatermark(ctx, job.Object); err != nil {

@@ -437,7 +437,7 @@ func (e *Exporter) startCE(ctx context.Context, job *ledger.Job, etag, token str
 			etag = tag
 		}
 		e.logJob(ctx, slog.LevelWarn, "CE job not started; the sweep will start it", job,
-			slog.Duration("duration", time.Since(t0)), slog.String("err", err.Error()))
+			slog.Int64("durationMs", time.Since(t0).Milliseconds()), slog.String("err", err.Error()))
 		return job, etag, fmt.Errorf("%w: %v", errStart, err)
 	}
 	now := e.now()
@@ -462,7 +462,7 @@ func (e *Exporter) startCE(ctx context.Context, job *ledger.Job, etag, token str
 		_ = e.ce.Cancel(cctx, cj.ID)
 		return job, etag, fmt.Errorf("record CE job %s of %s: %w", cj.ID, job.ID, err)
 	}
-	e.logJob(ctx, slog.LevelInfo, "CE job started", job, slog.Duration("duration", time.Since(t0)))
+	e.logJob(ctx, slog.LevelInfo, "CE job started", job, slog.Int64("durationMs", time.Since(t0).Milliseconds()))
 	return job, tag, nil
 }
 

@@ -664,7 +664,7 @@ func TestCallbacksAndTheirGrace(t *testing.T) {
 			done = l
 		}
 	}
-	for _, k := range []string{"jobId", "object", "window", "partition", "ceJobId", "records", "bytes", "duration"} {
+	for _, k := range []string{"jobId", "object", "window", "partition", "ceJobId", "records", "bytes", "durationMs"} {
 		if _, ok := done[k]; !ok {
 			t.Errorf("log line %v has no %s", done, k)
 		}

@@ -124,7 +124,7 @@ func (e *Exporter) export(workCtx, ctx context.Context, job *ledger.Job, st *ce.
 		slog.String("key", key),
 		slog.Int64("records", enc.records), slog.Int64("outOfWindow", enc.outOfWindow),
 		slog.Int64("bytes", enc.bytes), slog.Int64("downloadedBytes", enc.downloaded),
-		slog.Duration("duration", time.Since(t0)))
+		slog.Int64("durationMs", time.Since(t0).Milliseconds()))
 
 	m := &Manifest{
 		Object:          job.Object,
@@ -150,7 +150,7 @@ func (e *Exporter) export(workCtx, ctx context.Context, job *ledger.Job, st *ce.
 	}
 	e.logJob(ctx, slog.LevelInfo, "partition published", job,
 		slog.String("key", manifestKey(job)), slog.Int64("records", m.Records), slog.Int64("bytes", m.Bytes),
-		slog.Duration("duration", time.Since(t1)))
+		slog.Int64("durationMs", time.Since(t1).Milliseconds()))
 	return m, nil
 }
 

@@ -59,7 +59,7 @@ func (s *server) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	if sec.SignatureKey != "" {
 		if err := ce.ValidateSignature(r.Header.Get("Elements-Webhook-Signature"), body, []byte(sec.SignatureKey)); err != nil {
-			s.Log.WarnContext(ctx, "callback refused: bad signature", "requestId", requestID(r))
+			s.Log.WarnContext(ctx, "callback refused: bad signature", "apiRequestId", requestID(r))
 			s.fail(w, r, http.StatusUnauthorized, "invalid signature")
 			return
 		}
@@ -104,11 +104,11 @@ func (s *server) handleCallback(w http.ResponseWriter, r *http.Request, id, toke
 		return true
 	}
 	if !j.CheckToken(token) {
-		s.Log.WarnContext(ctx, "callback refused: bad token", "jobId", id, "requestId", requestID(r))
+		s.Log.WarnContext(ctx, "callback refused: bad token", "jobId", id, "apiRequestId", requestID(r))
 		s.fail(w, r, http.StatusUnauthorized, "invalid token")
 		return true
 	}
-	log := s.Log.With("jobId", j.ID, "object", j.Object, "ceJobId", j.CEJobID, "requestId", requestID(r))
+	log := s.Log.With("jobId", j.ID, "object", j.Object, "ceJobId", j.CEJobID, "apiRequestId", requestID(r))
 	if got := cb.jobID(); got != "" && j.CEJobID != "" && got != j.CEJobID {
 		log.WarnContext(ctx, "callback refused: for another CE job", "callbackCeJobId", got)
 		s.fail(w, r, http.StatusConflict, "callback is not for the job's current CE job")

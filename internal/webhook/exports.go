@@ -182,7 +182,7 @@ func (s *server) invokeRun(r *http.Request, resp exportAccepted) error {
 	if err := s.Invoker.InvokeAsync(r.Context(), s.cfg.ExportFunction, payload); err != nil {
 		return err
 	}
-	s.Log.InfoContext(r.Context(), "export run started", "runId", resp.RunID, "objects", resp.Objects, "from", resp.From, "to", resp.To, "requestId", requestID(r))
+	s.Log.InfoContext(r.Context(), "export run started", "runId", resp.RunID, "objects", resp.Objects, "from", resp.From, "to", resp.To, "apiRequestId", requestID(r))
 	return nil
 }
 

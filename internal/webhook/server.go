@@ -127,7 +127,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, status int, msg st
 
 // internal logs err once with details and answers 500 without them.
 func (s *server) internal(w http.ResponseWriter, r *http.Request, msg string, err error, attrs ...any) {
-	s.Log.ErrorContext(r.Context(), msg, append(attrs, "err", err, "requestId", requestID(r))...)
+	s.Log.ErrorContext(r.Context(), msg, append(attrs, "err", err, "apiRequestId", requestID(r))...)
 	s.fail(w, r, http.StatusInternalServerError, "internal error")
 }
 
