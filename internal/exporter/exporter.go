@@ -82,7 +82,6 @@ type Config struct {
 
 // Defaults.
 const (
-	defaultMaxJobs      = 6
 	defaultMaxAttempts  = 3
 	defaultJobDeadline  = 6 * time.Hour
 	defaultSafetyMargin = 30 * time.Second
@@ -114,7 +113,7 @@ func New(cfg Config, api CE, store ObjectStore, jobs *ledger.Store, log *slog.Lo
 		cfg.Location = time.UTC
 	}
 	if cfg.MaxJobs <= 0 {
-		cfg.MaxJobs = defaultMaxJobs
+		cfg.MaxJobs = DefaultMaxJobs
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = defaultMaxAttempts
