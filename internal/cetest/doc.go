@@ -33,6 +33,33 @@
 //     "record": {...}}, index counting records of the file from 0;
 //   - cancelling goes straight to CANCELLED (no CANCELLATION_PENDING).
 //
+// Uploads take JSON or CSV, as metaData's format says (reference §2.8):
+// "json" reads a JSON array or JSON lines; "csv", or no format at all,
+// reads CSV. A file sent without any metaData before it is read by its
+// first byte ('[' or '{': JSON, else CSV), and a later metaData must agree.
+// A CSV file is parsed as a stream with encoding/csv; its header row names
+// the columns, and each data row becomes a record of the JSON shape:
+//   - activities: column event is the event; every other column (time,
+//     distinct_id, $insert_id, ...) is a property, so a row is
+//     {"event": ..., "properties": {"time": ..., "distinct_id": ..., ...}};
+//     the properties. prefix of the emulator's own CSV downloads is dropped;
+//   - users: column $distinct_id (or distinct_id) is $distinct_id and every
+//     other column goes under $set (prefixes $set. and $properties.
+//     dropped): {"$distinct_id": ..., "$set": {...}};
+//   - an empty cell is an absent field; identifiers (event, distinct_id,
+//     $insert_id, $distinct_id) stay strings, and any other cell that is a
+//     plain decimal number (an optional minus, digits without a leading
+//     zero, an optional fraction; no plus sign, exponent or spaces) becomes
+//     a JSON number, so "1764000000" is a number and "007" a string.
+//
+// The records then meet the same Mixpanel rules as JSON records, and errors
+// count data rows from 0 (the header and blank lines are not counted). A
+// row with the wrong number of fields is a failed record whose "record" is
+// the row's cells as a JSON array. A header without a name or with two
+// columns for one field, a CSV syntax error (a stray or unterminated quote)
+// or a row over 1 MB refuses the whole file with 400, as a broken JSON array
+// does. [Fake.Uploaded] holds accepted CSV rows in their JSON shape.
+//
 // Jobs move CREATED → RUNNING → COMPLETED (or ERROR, ABORTED, CANCELLED) as
 // the clock in [Options.Now] passes [Options.CompletionDelay]; the emulator
 // never needs real sleeps in tests. Uploads are validated record by record
@@ -42,8 +69,12 @@
 // with [Fake.Start].
 //
 // Test hooks inject faults ([Fake.FailNext], [Fake.SlowNext],
-// [Fake.CutNextDownload], [Fake.SetNextJobOutcome], [Fake.FailRecordsMatching])
-// and inspect state ([Fake.Jobs], [Fake.Uploaded], [Fake.Requests],
-// [Fake.Deliveries]). [Fake.Transport] serves the handler in memory, for
+// [Fake.CutNextDownload], [Fake.SetNextJobOutcome],
+// [Fake.SetNextJobFailedRecords], [Fake.FailRecordsMatching]) and inspect
+// state ([Fake.Jobs], [Fake.Uploaded], [Fake.Requests], [Fake.Deliveries]).
+// [Fake.SetNextJobFailedRecords] gives the partial success of reference
+// §2.3: a download job that ends COMPLETED with recordsFailedCount n > 0,
+// recordsCount the records in its file plus n, and n errors served by
+// bulk/{id}/errors. [Fake.Transport] serves the handler in memory, for
 // tests under testing/synctest, which forbids real network.
 package cetest

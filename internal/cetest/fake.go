@@ -114,6 +114,7 @@ type Fake struct {
 	slow        []time.Duration
 	cuts        []int64
 	nextOutcome *outcome
+	nextFailed  int64 // SetNextJobFailedRecords
 	failHook    func(object string, record map[string]any) string
 	pending     []*callback
 	deliveries  []Delivery
@@ -219,6 +220,22 @@ func (f *Fake) SetNextJobOutcome(status, message string) {
 	f.nextOutcome = &outcome{status: status, message: message}
 }
 
+// SetNextJobFailedRecords makes the next download job created (bulk/query
+// or bulk/download; uploads do not consume it) a partial success, as CE
+// reports it (reference §2.3): the job ends COMPLETED with
+// recordsFailedCount n and recordsCount the records written plus n, its
+// file holds the records written, and bulk/{id}/errors serves n errors
+// (indexes after those of the records written). A SetNextJobOutcome for the
+// same job wins. n == 0 withdraws a pending call; a negative n panics.
+func (f *Fake) SetNextJobFailedRecords(n int64) {
+	if n < 0 {
+		panic(fmt.Sprintf("cetest: SetNextJobFailedRecords(%d): n must not be negative", n))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nextFailed = n
+}
+
 // FailRecordsMatching installs a hook called for every uploaded record that
 // passed validation; a non-empty result fails the record with that message,
 // as if Mixpanel had refused it. nil removes the hook.
@@ -302,6 +319,7 @@ func (f *Fake) Reset() {
 	f.slow = nil
 	f.cuts = nil
 	f.nextOutcome = nil
+	f.nextFailed = 0
 	f.failHook = nil
 	f.pending = nil
 	f.deliveries = nil

@@ -263,6 +263,93 @@ func TestNextJobOutcome(t *testing.T) {
 	}
 }
 
+func TestNextJobFailedRecords(t *testing.T) {
+	e := newEnv(t, cetest.Options{})
+	now := e.clock.Now()
+	e.fake.Seed("activities", []map[string]any{
+		event("Login", now.Add(-3*time.Hour), "u1"),
+		event("Search", now.Add(-2*time.Hour), "u1"),
+		event("Logout", now.Add(-time.Hour), "u1"),
+	})
+	e.fake.SetNextJobFailedRecords(2)
+	// An upload does not consume it.
+	up := e.upload("activities", `{"format":"json"}`, `{"event":"a","properties":{"time":1764000000,"distinct_id":"u"}}`)
+	if st := e.status(up); st["recordsCount"] != float64(1) || st["recordsFailedCount"] != float64(0) {
+		t.Errorf("upload status = %v, want 1 record, none failed", st)
+	}
+
+	id := e.startQuery("q=select%20*%20from%20activities")
+	st := e.status(id)
+	if st["status"] != "COMPLETED" || st["recordsCount"] != float64(5) || st["recordsFailedCount"] != float64(2) || st["error"] != nil {
+		t.Errorf("status = %v, want COMPLETED, recordsCount 5 (3 written + 2 failed), recordsFailedCount 2, no error", st)
+	}
+	if r := e.do("GET", "/bulk/"+id+"/activities", nil, "Accept: application/jsonl"); r.code != http.StatusOK || strings.Count(string(r.body), "\n") != 3 {
+		t.Errorf("download = %d %q, want 200 with the 3 records written", r.code, r.body)
+	}
+	page1, r1 := e.errors(id, "?pageSize=1")
+	tok := r1.header.Get("Elements-Next-Page-Token")
+	page2, r2 := e.errors(id, "?pageSize=1&nextPage="+tok)
+	if tok == "" || r2.header.Get("Elements-Next-Page-Token") != "" {
+		t.Errorf("error pages: tokens %q then %q, want one then none", tok, r2.header.Get("Elements-Next-Page-Token"))
+	}
+	errs := append(page1, page2...)
+	if len(errs) != 2 || errs[0].Index != 3 || errs[1].Index != 4 || errs[0].Status == "" || string(errs[0].Record) != "null" {
+		t.Errorf("errors = %+v, want 2 with indexes 3 and 4 (after the records written), a status and a null record", errs)
+	}
+	if all, _ := e.errors(id, ""); len(all) != 2 {
+		t.Errorf("errors on one page = %d, want 2", len(all))
+	}
+	jobs := e.fake.Jobs()
+	if j := jobs[len(jobs)-1]; j.ID != id || j.Status != cetest.StatusCompleted || j.RecordsCount != 5 || j.RecordsFailedCount != 2 {
+		t.Errorf("Jobs() last = %+v, want job %s COMPLETED with 5 records, 2 failed", j, id)
+	}
+	r := e.do("GET", "/bulk/jobs?where=job_direction%3D'DOWNLOAD'", nil)
+	items, _ := r.json(t).([]any)
+	if len(items) != 1 || items[0].(map[string]any)["record_count"] != float64(5) || items[0].(map[string]any)["error_count"] != float64(2) {
+		t.Errorf("GET bulk/jobs = %s, want one download with record_count 5 and error_count 2", r.body)
+	}
+
+	next := e.startQuery("q=select%20*%20from%20activities")
+	if st := e.status(next); st["recordsCount"] != float64(3) || st["recordsFailedCount"] != float64(0) {
+		t.Errorf("next job status = %v, want 3 records, none failed", st)
+	}
+	if errs, _ := e.errors(next, ""); len(errs) != 0 {
+		t.Errorf("next job errors = %+v, want none", errs)
+	}
+
+	t.Run("outcome wins", func(t *testing.T) {
+		e.fake.SetNextJobFailedRecords(4)
+		e.fake.SetNextJobOutcome(cetest.StatusError, "Mixpanel said no")
+		id := e.startQuery("q=select%20*%20from%20activities")
+		if st := e.status(id); st["status"] != "ERROR" || st["recordsCount"] != float64(0) || st["recordsFailedCount"] != float64(0) {
+			t.Errorf("status = %v, want ERROR with no counts", st)
+		}
+		if errs, _ := e.errors(id, ""); len(errs) != 0 {
+			t.Errorf("errors of an ERROR job = %+v, want none", errs)
+		}
+	})
+	t.Run("withdrawn", func(t *testing.T) {
+		e.fake.SetNextJobFailedRecords(4)
+		e.fake.SetNextJobFailedRecords(0)
+		if st := e.status(e.startQuery("q=select%20*%20from%20activities")); st["recordsFailedCount"] != float64(0) {
+			t.Errorf("status after SetNextJobFailedRecords(0) = %v, want none failed", st)
+		}
+		e.fake.SetNextJobFailedRecords(4)
+		e.fake.Reset()
+		if st := e.status(e.startQuery("q=select%20*%20from%20activities")); st["recordsFailedCount"] != float64(0) {
+			t.Errorf("status after Reset = %v, want none failed", st)
+		}
+	})
+	t.Run("negative", func(t *testing.T) {
+		defer func() {
+			if recover() == nil {
+				t.Errorf("SetNextJobFailedRecords(-1) did not panic")
+			}
+		}()
+		e.fake.SetNextJobFailedRecords(-1)
+	})
+}
+
 func TestCancel(t *testing.T) {
 	e := newEnv(t, cetest.Options{CompletionDelay: time.Minute})
 	id := e.startQuery("q=select%20*%20from%20activities")

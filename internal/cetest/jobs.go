@@ -47,8 +47,9 @@ type bulkJob struct {
 	errMsg    string
 
 	// download
-	sel   selection
-	count int64
+	sel           selection
+	count         int64
+	failedRecords int64 // SetNextJobFailedRecords: failures on top of count
 
 	// upload
 	result uploadResult
@@ -101,7 +102,8 @@ func (f *Fake) finishLocked(j *bulkJob, status, message string, now time.Time) {
 		j.errorsVisible = true
 		switch j.direction {
 		case DirectionDownload:
-			j.recordsCount = j.count
+			// CE counts failed records in recordsCount (reference §2.3).
+			j.recordsCount, j.recordsFailed = j.count+j.failedRecords, j.failedRecords
 		case DirectionUpload:
 			j.recordsCount, j.recordsFailed = j.result.total, j.result.failed
 			f.uploaded[j.object] = append(f.uploaded[j.object], j.result.accepted...)
@@ -225,15 +227,27 @@ func (f *Fake) handleErrors(w http.ResponseWriter, r *http.Request, id string) {
 	if j == nil {
 		return
 	}
+	// The errors of an upload's records, then those injected into a
+	// download by SetNextJobFailedRecords, made on demand.
 	var all []wireRecordError
+	var total int
 	if j.errorsVisible {
 		all = j.result.errors
+		total = len(all) + int(j.failedRecords)
 	}
-	page := make([]wireRecordError, 0, min(size, max(0, len(all)-offset)))
-	if offset < len(all) {
-		page = append(page, all[offset:min(len(all), offset+size)]...)
+	page := make([]wireRecordError, 0, min(size, max(0, total-offset)))
+	for i := offset; i < min(total, offset+size); i++ {
+		if i < len(all) {
+			page = append(page, all[i])
+			continue
+		}
+		page = append(page, wireRecordError{
+			Index:  j.count + int64(i-len(all)),
+			Status: "Mixpanel returned a record that could not be exported (injected by cetest)",
+			Record: json.RawMessage("null"),
+		})
 	}
-	more := offset+len(page) < len(all)
+	more := offset+len(page) < total
 	f.mu.Unlock()
 	writePage(w, page, more, "errors:"+id, offset+len(page))
 }

@@ -133,6 +133,7 @@ func (f *Fake) createDownload(w http.ResponseWriter, s downloadSpec) {
 		object: s.object, direction: DirectionDownload, query: s.query, format: s.format,
 		callback: s.callback, payload: s.payload, sel: sel, count: count,
 	}
+	j.failedRecords, f.nextFailed = f.nextFailed, 0
 	f.addJobLocked(j)
 	resp := wireCreated{ID: j.id, Status: j.status, InstanceID: f.opts.InstanceID}
 	f.mu.Unlock()

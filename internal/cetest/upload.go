@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -21,10 +22,16 @@ type uploadResult struct {
 }
 
 // handleUpload runs POST bulk/{object}: a multipart body with a file part
-// (JSON: an array or JSON lines) and a metaData part ({"format":"json",
-// "callback-payload":...}). The body is read as a stream, record by record,
-// and every record is checked with Mixpanel's rules; the job's counts and
-// per-record errors are reported once it completes.
+// and a metaData part ({"format":"json","callback-payload":...}). The body
+// is read as a stream, record by record, and every record is checked with
+// Mixpanel's rules; the job's counts and per-record errors are reported once
+// it completes.
+//
+// metaData's format decides how the file is read, as with CE (reference
+// §2.8): "json" is a JSON array or JSON lines, and "csv" or no format at all
+// is CSV with a header row. Without metaData before the file, the file's
+// first byte decides ('[' or '{': JSON, else CSV), and a metaData part after
+// the file must then agree with what was read.
 func (f *Fake) handleUpload(w http.ResponseWriter, r *http.Request, object string) {
 	if !f.knownObject(object) {
 		f.writeError(w, http.StatusBadRequest, "Unknown object %q: the mixpanel element has activities and users", object)
@@ -45,7 +52,8 @@ func (f *Fake) handleUpload(w http.ResponseWriter, r *http.Request, object strin
 	f.mu.Unlock()
 
 	var meta wireMetaData
-	sawFile := false
+	sawFile, sawMeta := false, false
+	format := "" // the format metaData asks for, once seen
 	mr := multipart.NewReader(r.Body, params["boundary"])
 	for {
 		p, err := mr.NextPart()
@@ -65,17 +73,21 @@ func (f *Fake) handleUpload(w http.ResponseWriter, r *http.Request, object strin
 			if err == nil {
 				meta, err = parseMetaData(data)
 			}
+			if err == nil {
+				format, err = uploadFormat(meta.Format)
+			}
 			if err != nil {
 				f.fail(w, err)
 				return
 			}
+			sawMeta = true
 		case "file":
 			if sawFile {
 				f.writeError(w, http.StatusBadRequest, "More than one file part")
 				return
 			}
 			sawFile = true
-			if err := u.read(p); err != nil {
+			if err := u.read(p, format); err != nil {
 				f.fail(w, err)
 				return
 			}
@@ -90,14 +102,21 @@ func (f *Fake) handleUpload(w http.ResponseWriter, r *http.Request, object strin
 		f.writeError(w, http.StatusBadRequest, "Missing file part")
 		return
 	}
-	if meta.Format != "" && meta.Format != "json" && meta.Format != "JSON" {
-		f.writeError(w, http.StatusBadRequest, "Unsupported format %q: the emulator accepts format json (an array or JSON lines)", meta.Format)
-		return
+	jobFormat := u.format
+	if sawMeta {
+		if u.format != "" && u.format != format { // metaData came after the file
+			f.writeError(w, http.StatusBadRequest, "The file is %s, but metaData %s", strings.ToUpper(u.format), describeFormat(meta.Format))
+			return
+		}
+		jobFormat = format
+	}
+	if jobFormat == "" { // an empty file and no metaData
+		jobFormat = "json"
 	}
 
 	f.mu.Lock()
 	j := &bulkJob{
-		object: object, direction: DirectionUpload, format: "json",
+		object: object, direction: DirectionUpload, format: jobFormat,
 		callback: cb, payload: meta.CallbackPayload, result: u.result,
 	}
 	f.addJobLocked(j)
@@ -106,44 +125,88 @@ func (f *Fake) handleUpload(w http.ResponseWriter, r *http.Request, object strin
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// uploadFormat maps metaData's format to "json" or "csv". CE reads a file
+// without format as CSV (reference §2.8).
+func uploadFormat(format string) (string, error) {
+	switch strings.ToLower(format) {
+	case "json":
+		return "json", nil
+	case "csv", "":
+		return "csv", nil
+	}
+	return "", apiErrorf(http.StatusBadRequest, "Unsupported format %q: the emulator accepts format json (an array or JSON lines) and CSV (format csv, or no format)", format)
+}
+
+// describeFormat tells what metaData's format means, for error messages.
+func describeFormat(format string) string {
+	if format == "" {
+		return "has no format, which means CSV"
+	}
+	return "says format " + quote(format)
+}
+
 // uploader checks the records of one uploaded file.
 type uploader struct {
 	object string
 	hook   func(object string, record map[string]any) string
 	keep   bool
 	now    time.Time
+	format string // what the file was read as: "json", "csv", or "" while unread or empty
 	index  int64
 	result uploadResult
 }
 
-// read consumes a JSON array or JSON lines from r. Only a file that cannot
-// be read as either is an error; bad records are counted and reported.
-func (u *uploader) read(r io.Reader) error {
+// read consumes the file r as format: "json" (a JSON array or JSON lines),
+// "csv", or "" to decide from its first byte other than a byte order mark
+// or white space ('[' or '{': JSON, else CSV). Only a file that cannot be
+// read as its format is an error; bad records are counted and reported.
+func (u *uploader) read(r io.Reader, format string) error {
 	br := bufio.NewReaderSize(r, 64<<10)
+	first, err := skipBlank(br)
+	if err == io.EOF {
+		return nil // an empty file holds no records
+	}
+	if err != nil {
+		return apiErrorf(http.StatusBadRequest, "Cannot read file: %v", err)
+	}
+	looksJSON := first == '[' || first == '{'
+	if format == "" {
+		format = "csv"
+		if looksJSON {
+			format = "json"
+		}
+	}
+	u.format = format
+	switch {
+	case format == "csv" && looksJSON:
+		return apiErrorf(http.StatusBadRequest, "Invalid CSV file: it looks like JSON (send metaData format json for JSON; no format means CSV)")
+	case format == "csv":
+		return u.readCSV(br)
+	case first == '[':
+		return u.readArray(br)
+	case first == '{':
+		return u.readLines(br)
+	}
+	return apiErrorf(http.StatusBadRequest, "Unsupported file: format json expects a JSON array or one object per line")
+}
+
+// skipBlank discards a UTF-8 byte order mark and white space, and returns
+// the next byte without consuming it.
+func skipBlank(br *bufio.Reader) (byte, error) {
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte{0xEF, 0xBB, 0xBF}) {
+		_, _ = br.Discard(3)
+	}
 	for {
 		b, err := br.ReadByte()
-		if err == io.EOF {
-			return nil // an empty file holds no records
-		}
 		if err != nil {
-			return apiErrorf(http.StatusBadRequest, "Cannot read file: %v", err)
+			return 0, err
 		}
 		switch b {
 		case ' ', '\t', '\r', '\n':
 			continue
-		case '[':
-			_ = br.UnreadByte()
-			return u.readArray(br)
-		case '{':
-			_ = br.UnreadByte()
-			return u.readLines(br)
-		case 0xEF: // a UTF-8 byte order mark
-			if bom, _ := br.Peek(2); bytes.Equal(bom, []byte{0xBB, 0xBF}) {
-				_, _ = br.Discard(2)
-				continue
-			}
 		}
-		return apiErrorf(http.StatusBadRequest, "Unsupported file: the emulator accepts JSON, an array or one object per line")
+		_ = br.UnreadByte()
+		return b, nil
 	}
 }
 

@@ -209,9 +209,39 @@ func TestUploadFiles(t *testing.T) {
 		}, 200, 1},
 		{"empty file", func(mw *multipart.Writer) { fileField(mw, "") }, 200, 0},
 		{"broken array", func(mw *multipart.Writer) { fileField(mw, "["+good(1)+",{") }, 400, 0},
-		{"CSV", func(mw *multipart.Writer) { fileField(mw, "event,time\na,1\n") }, 400, 0},
-		{"format csv", func(mw *multipart.Writer) {
+		{"CSV without metaData", func(mw *multipart.Writer) {
+			fileField(mw, "event,time,distinct_id\na,1764000000,u\nb,1764000001,u\n")
+		}, 200, 2},
+		{"CSV with format csv", func(mw *multipart.Writer) {
 			mw.WriteField("metaData", `{"format":"csv"}`)
+			fileField(mw, "event,time,distinct_id\na,1764000000,u\n")
+		}, 200, 1},
+		{"CSV with metaData without format", func(mw *multipart.Writer) {
+			mw.WriteField("metaData", `{}`)
+			fileField(mw, "event,time,distinct_id\na,1764000000,u\n")
+		}, 200, 1},
+		{"JSON with format csv", func(mw *multipart.Writer) {
+			mw.WriteField("metaData", `{"format":"csv"}`)
+			fileField(mw, good(1))
+		}, 400, 0},
+		{"JSON with metaData without format", func(mw *multipart.Writer) {
+			mw.WriteField("metaData", `{"callback-payload":"p"}`)
+			fileField(mw, good(1))
+		}, 400, 0},
+		{"CSV with format json", func(mw *multipart.Writer) {
+			mw.WriteField("metaData", `{"format":"json"}`)
+			fileField(mw, "event,time,distinct_id\na,1764000000,u\n")
+		}, 400, 0},
+		{"CSV, then metaData with format json", func(mw *multipart.Writer) {
+			fileField(mw, "event,time,distinct_id\na,1764000000,u\n")
+			mw.WriteField("metaData", `{"format":"json"}`)
+		}, 400, 0},
+		{"JSON, then metaData without format", func(mw *multipart.Writer) {
+			fileField(mw, good(1))
+			mw.WriteField("metaData", `{}`)
+		}, 400, 0},
+		{"format xml", func(mw *multipart.Writer) {
+			mw.WriteField("metaData", `{"format":"xml"}`)
 			fileField(mw, good(1))
 		}, 400, 0},
 		{"metaData not JSON", func(mw *multipart.Writer) {

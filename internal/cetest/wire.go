@@ -54,7 +54,9 @@ type wireJobItem struct {
 }
 
 // wireRecordError is one element of GET bulk/{id}/errors. Index is the
-// 0-based position of the record in the uploaded file.
+// 0-based position of the record in the uploaded file (of the data row, for
+// CSV); for the failures SetNextJobFailedRecords adds to a download, it
+// counts on from the records of the file.
 type wireRecordError struct {
 	Index  int64           `json:"index"`
 	Status string          `json:"status"`

@@ -1552,3 +1552,170 @@ func TestFlowJobsPaging(t *testing.T) {
 		t.Errorf("jobs page requests = %d, want 2", got)
 	}
 }
+
+// TestFlowUploadCSV uploads CSV files (metaData without format, the file
+// part as text/csv) and checks the counts, the per-row errors (rows counted
+// from 0 after the header) and the records Mixpanel received, in the JSON
+// shape the rows stand for.
+func TestFlowUploadCSV(t *testing.T) {
+	ts := flowDay0.Add(10 * time.Hour).Unix()
+	tests := []struct {
+		name       string
+		object     string
+		file       string
+		wantJob    ce.Job // ID filled in from the created job
+		wantErrs   []recordError
+		wantStored []string
+	}{
+		{
+			name:   "users",
+			object: "users",
+			file: strings.Join([]string{
+				"$distinct_id,$email,$city,credits,plan,zip",
+				"u-1,ada@example.com,Dallas,150,pro,02134",
+				",nobody@example.com,Austin,0,free,",
+				`u-2,grace@example.com,"New York, NY",7,free,`,
+				"u-3,katherine@example.com",
+				"12157,,,,,",
+			}, "\n") + "\n",
+			wantJob: ce.Job{Status: ce.StatusCompleted, ObjectName: "users", Direction: "UPLOAD", RecordsCount: 5, RecordsFailedCount: 2},
+			wantErrs: []recordError{
+				{Index: 1, Field: "$distinct_id", Status: "'$distinct_id' is required"},
+				{Index: 3, Status: "row has 2 fields, the header has 6"},
+			},
+			wantStored: []string{
+				`{"$distinct_id":"u-1","$set":{"$email":"ada@example.com","$city":"Dallas","credits":150,"plan":"pro","zip":"02134"}}`,
+				`{"$distinct_id":"u-2","$set":{"$email":"grace@example.com","$city":"New York, NY","credits":7,"plan":"free"}}`,
+				`{"$distinct_id":"12157","$set":{}}`,
+			},
+		},
+		{
+			name:   "activities",
+			object: "activities",
+			file: strings.Join([]string{
+				"event,time,distinct_id,$insert_id,amount",
+				fmt.Sprintf("Purchase,%d,u-1,ins-0001,12.50", ts),
+				"Purchase,,u-2,ins-0002,3",
+				fmt.Sprintf("Login,%d,u-3,,", ts+60),
+			}, "\r\n"),
+			wantJob: ce.Job{Status: ce.StatusCompleted, ObjectName: "activities", Direction: "UPLOAD", RecordsCount: 3, RecordsFailedCount: 1},
+			wantErrs: []recordError{
+				{Index: 1, Field: "properties.time", Status: "'properties.time' is required"},
+			},
+			wantStored: []string{
+				fmt.Sprintf(`{"event":"Purchase","properties":{"time":%d,"distinct_id":"u-1","$insert_id":"ins-0001","amount":12.50}}`, ts),
+				fmt.Sprintf(`{"event":"Login","properties":{"time":%d,"distinct_id":"u-3"}}`, ts+60),
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			c, f := newFlowEnv(t, cetest.Options{Now: fixedClock(flowNow)})
+			// A plain io.Reader, as an S3 object body would be.
+			csvReader := io.MultiReader(strings.NewReader(tc.file))
+			created, err := c.Upload(ctx, tc.object, csvReader, ce.UploadOptions{Format: "csv"})
+			if err != nil {
+				t.Fatalf("Upload(%s, csv) error = %v", tc.object, err)
+			}
+			job, err := c.Wait(ctx, created.ID)
+			if err != nil {
+				t.Fatalf("Wait(%s) error = %v", created.ID, err)
+			}
+			want := tc.wantJob
+			want.ID = created.ID
+			if diff := cmp.Diff(&want, job); diff != "" {
+				t.Errorf("Wait job mismatch (-want +got):\n%s", diff)
+			}
+			if jobs := f.Jobs(); len(jobs) != 1 || jobs[0].Format != "csv" {
+				t.Errorf("emulator jobs = %+v, want one job with format csv", jobs)
+			}
+
+			var gotErrs []recordError
+			for raw, err := range c.Errors(ctx, created.ID, 1) {
+				if err != nil {
+					t.Fatalf("Errors(%s) error = %v", created.ID, err)
+				}
+				var e recordError
+				if err := json.Unmarshal(raw, &e); err != nil {
+					t.Fatalf("error element %s: %v", raw, err)
+				}
+				gotErrs = append(gotErrs, e)
+			}
+			if diff := cmp.Diff(tc.wantErrs, gotErrs); diff != "" {
+				t.Errorf("per-row errors mismatch (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantStored, strs(f.Uploaded(tc.object))); diff != "" {
+				t.Errorf("Uploaded(%s) mismatch (-want +got):\n%s", tc.object, diff)
+			}
+		})
+	}
+}
+
+// TestFlowUploadJSONSentAsCSV checks that the emulator, like CE, reads a
+// file whose metaData has no format as CSV: JSON records sent that way are
+// refused, so a client that forgot format json would be caught.
+func TestFlowUploadJSONSentAsCSV(t *testing.T) {
+	c, f := newFlowEnv(t, cetest.Options{Now: fixedClock(flowNow)})
+	line := fmt.Sprintf(`{"event":"Login","properties":{"time":%d,"distinct_id":"u-1"}}`, flowDay0.Unix())
+	_, err := c.Upload(t.Context(), "activities", strings.NewReader(line+"\n"), ce.UploadOptions{Format: "csv"})
+	var apiErr *ce.APIError
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest {
+		t.Fatalf("Upload of JSON records as CSV error = %v, want a 400 *ce.APIError", err)
+	}
+	if jobs := f.Jobs(); len(jobs) != 0 {
+		t.Errorf("emulator jobs = %+v, want none", jobs)
+	}
+}
+
+// TestFlowDownloadFailedRecords covers the partial success of a download:
+// CE ends the job COMPLETED with recordsFailedCount > 0 (reference §2.3).
+// Wait returns the job without error, the file holds the records written,
+// and Errors yields one element per failed record.
+func TestFlowDownloadFailedRecords(t *testing.T) {
+	ctx := t.Context()
+	const failed = 3
+	c, f := newFlowEnv(t, cetest.Options{})
+	gen := cetest.SampleActivities(11, 40, flowDay0, flowDay0.Add(24*time.Hour))
+	f.SeedGenerated("activities", gen)
+	f.SetNextJobFailedRecords(failed)
+
+	created, err := c.StartQuery(ctx, ce.QueryRequest{Object: "activities"})
+	if err != nil {
+		t.Fatalf("StartQuery error = %v", err)
+	}
+	job, err := c.Wait(ctx, created.ID)
+	if err != nil {
+		t.Fatalf("Wait(%s) error = %v, want nil for a COMPLETED job with failed records", created.ID, err)
+	}
+	want := &ce.Job{ID: created.ID, Status: ce.StatusCompleted, ObjectName: "activities", Direction: "DOWNLOAD", RecordsCount: 40 + failed, RecordsFailedCount: failed}
+	if diff := cmp.Diff(want, job); diff != "" {
+		t.Errorf("Wait job mismatch (-want +got):\n%s", diff)
+	}
+	if recs := download(ctx, t, c, job.ID, "activities", ""); int64(len(recs)) != job.RecordsCount-job.RecordsFailedCount {
+		t.Errorf("downloaded %d records, want recordsCount - recordsFailedCount = %d", len(recs), job.RecordsCount-job.RecordsFailedCount)
+	}
+	n := 0
+	for raw, err := range c.Errors(ctx, job.ID, 2) {
+		if err != nil {
+			t.Fatalf("Errors(%s) error = %v", job.ID, err)
+		}
+		var e recordError
+		if err := json.Unmarshal(raw, &e); err != nil || e.Status == "" {
+			t.Errorf("error element %s: want an object with a status (%v)", raw, err)
+		}
+		n++
+	}
+	if n != failed {
+		t.Errorf("Errors yielded %d elements, want %d", n, failed)
+	}
+	if got := f.Requests("GET /bulk/" + job.ID + "/errors"); got != 2 {
+		t.Errorf("error page requests = %d, want 2 (%d errors, pageSize 2)", got, failed)
+	}
+
+	// Only that job: the next one is whole.
+	next := startAndWait(ctx, t, c, ce.QueryRequest{Object: "activities"})
+	if next.RecordsCount != 40 || next.RecordsFailedCount != 0 {
+		t.Errorf("next job counts = %d/%d, want 40/0", next.RecordsCount, next.RecordsFailedCount)
+	}
+}
