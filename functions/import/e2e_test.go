@@ -390,6 +390,13 @@ func TestEndToEnd(t *testing.T) {
 		if len(lines) != 1 || !strings.Contains(lines[0], "74234") {
 			t.Errorf("ce-errors.jsonl = %q", lines)
 		}
+		// The failed record is named by its line in the uploaded file.
+		var ceErr struct {
+			Line int `json:"line"`
+		}
+		if err := json.Unmarshal([]byte(lines[0]), &ceErr); err != nil || ceErr.Line != 2 {
+			t.Errorf("ce-errors.jsonl line = %d (%v), want 2 (good-2's line)", ceErr.Line, err)
+		}
 	})
 
 	t.Run("unreadable file is FAILED", func(t *testing.T) {

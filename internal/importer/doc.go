@@ -21,16 +21,20 @@
 // each upload is pulled from the S3 stream as CE's request reads it, so no
 // chunk is ever held in memory. Rejected rows stream, gzip-compressed, into
 // one S3 object per chunk ("rejects part"); finalize concatenates them
-// (concatenated gzip members are one valid gzip file). Memory is bounded by
-// one record, the read and gzip buffers, and the S3 uploader's part buffers,
-// whatever the file's size.
+// (concatenated gzip members are one valid gzip file). The source line of
+// every record a chunk sends streams likewise into the chunk's line index
+// (state/imports/<importId>/chunk-000n.lines.gz: gzip of unsigned varints,
+// each record's line minus the previous record's, in upload order), so
+// that finalize can name the line of each record CE fails. Memory is
+// bounded by one record, the read and gzip buffers, and the S3 uploader's
+// part buffers, whatever the file's size.
 //
 // # Exactly-once chunks
 //
 // The import record (kind import) holds the checkpoint: chunks done, items
 // read (records and undecodable rows), the source line reached, the
-// counts, the committed rejects parts, and where the reader stood (see
-// Resume below). Chunk n has its own ledger
+// counts, the committed rejects parts, the first chunk with a line index,
+// and where the reader stood (see Resume below). Chunk n has its own ledger
 // record, import-<hash>-chunk-000n, created with If-None-Match before its
 // upload starts (status UPLOADING), then updated with the CE job id
 // (PENDING) once CE answers. After every chunk the checkpoint moves past it
@@ -80,7 +84,7 @@
 // found already uploaded (the worker died between the upload and the
 // checkpoint) is skipped record by record (its span's rejects are written
 // again into a part with the same key, which only a committed checkpoint
-// lists).
+// lists, and its line index again, byte for byte, under its key).
 //
 // # Deadline
 //
@@ -100,10 +104,29 @@
 //
 // When every chunk is uploaded, finalize reads each chunk's CE job status
 // (recording terminal states in the chunk records) and, when all are
-// terminal, writes ce-errors.jsonl (CE's paged per-record errors, streamed),
-// rejects.jsonl.gz ({"line","reason","record"} for every row not sent) and
-// last summary.json under reports/<key>/ (dry runs: under
-// reports/imports/<object>/dry-run/<name>/). The summary's status is FAILED
+// terminal, writes under reports/<key>/ (dry runs: under
+// reports/imports/<object>/dry-run/<name>/):
+//   - ce-errors.jsonl: one line per element of each chunk's paged
+//     GET bulk/{id}/errors, streamed: {"chunk","jobId","ceJobId","line",
+//     "index","error"}. error is CE's element verbatim (an object or a
+//     string). index is the record's 0-based position in the chunk's
+//     upload, when the element is an object with a non-negative integer
+//     "index" (the emulator's field) or "recordIndex"; a "row" field is not
+//     read, since its base (0 or 1, header or not) is unknown and a wrong
+//     line is worse than none. line is the source line that record starts
+//     on, from the chunk's line index, read alongside the errors (which
+//     come in index order from the emulator, and we expect from CE). An
+//     error before the previous one in the same
+//     chunk makes finalize read that chunk's index into memory (4 bytes a
+//     record) when the chunk has at most 1,000,000 records; otherwise, and
+//     for elements without an index, an index past the chunk's end, or
+//     chunks without a line index (committed by a version that wrote none),
+//     line is omitted;
+//   - rejects.jsonl.gz: {"line","reason","record"} for every row not sent;
+//   - summary.json, last; its ceErrors and ceErrorsWithLine count the lines
+//     of ce-errors.jsonl and those with a line.
+//
+// The summary's status is FAILED
 // when the file could not be read (through), the import gave up, or nothing
 // was accepted; PARTIAL when rows were rejected, CE failed records, or a
 // chunk failed; SUCCEEDED otherwise. Finalize runs right after the upload
@@ -119,9 +142,9 @@
 //     record, written by this package through the ledger's conditional
 //     writes (ledger.Job has no field for it). Other readers of the ledger
 //     see an ordinary job; only this package writes import records.
-//   - Rejects parts live under state/imports/<importId>/, not under
-//     reports/, so a report directory holds exactly its three files; they
-//     are deleted once the import is final.
+//   - Rejects parts and line indexes live under state/imports/<importId>/,
+//     not under reports/, so a report directory holds exactly its three
+//     files; they are deleted once the import is final.
 //   - A file that breaks mid-way (truncated gzip, a JSON array cut short,
 //     an unclosed CSV quote) still sends the valid records read before the
 //     break, in the chunk being filled; the summary is FAILED and names the

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,30 +21,34 @@ import (
 // errorsPageSize is the page size used to read CE's per-record errors.
 const errorsPageSize = 200
 
-// summary is reports/imports/<object>/<name>/summary.json.
+// summary is reports/imports/<object>/<name>/summary.json. CEErrors
+// counts the lines of ce-errors.jsonl (CE's error elements),
+// CEErrorsWithLine those of them mapped to a source line.
 type summary struct {
-	ImportID     string         `json:"importId,omitempty"`
-	Source       summarySource  `json:"source"`
-	Object       string         `json:"object,omitempty"`
-	DryRun       bool           `json:"dryRun"`
-	Format       string         `json:"format,omitempty"`
-	Gzip         bool           `json:"gzip"`
-	Status       string         `json:"status"`
-	Reason       string         `json:"reason,omitempty"`
-	Error        *summaryError  `json:"error,omitempty"`
-	Records      int64          `json:"records"`
-	Valid        int64          `json:"valid"`
-	Rejected     int64          `json:"rejected"`
-	BlankRows    int64          `json:"blankRows"`
-	Sent         int64          `json:"sent"`
-	Accepted     int64          `json:"accepted"`
-	CEFailed     int64          `json:"ceFailed"`
-	NotSent      int64          `json:"notSent"`
-	LineReached  int            `json:"lineReached"`
-	ChunkRecords int            `json:"chunkRecords,omitempty"`
-	CEJobs       []summaryChunk `json:"ceJobs"`
-	Reports      summaryReports `json:"reports"`
-	Timings      summaryTimings `json:"timings"`
+	ImportID         string         `json:"importId,omitempty"`
+	Source           summarySource  `json:"source"`
+	Object           string         `json:"object,omitempty"`
+	DryRun           bool           `json:"dryRun"`
+	Format           string         `json:"format,omitempty"`
+	Gzip             bool           `json:"gzip"`
+	Status           string         `json:"status"`
+	Reason           string         `json:"reason,omitempty"`
+	Error            *summaryError  `json:"error,omitempty"`
+	Records          int64          `json:"records"`
+	Valid            int64          `json:"valid"`
+	Rejected         int64          `json:"rejected"`
+	BlankRows        int64          `json:"blankRows"`
+	Sent             int64          `json:"sent"`
+	Accepted         int64          `json:"accepted"`
+	CEFailed         int64          `json:"ceFailed"`
+	CEErrors         int64          `json:"ceErrors"`
+	CEErrorsWithLine int64          `json:"ceErrorsWithLine"`
+	NotSent          int64          `json:"notSent"`
+	LineReached      int            `json:"lineReached"`
+	ChunkRecords     int            `json:"chunkRecords,omitempty"`
+	CEJobs           []summaryChunk `json:"ceJobs"`
+	Reports          summaryReports `json:"reports"`
+	Timings          summaryTimings `json:"timings"`
 }
 
 type summarySource struct {
@@ -150,9 +155,15 @@ func (im *Importer) finalize(ctx context.Context, id string) (Result, error) {
 	if _, err := im.updateImport(ctx, rec, tag); err != nil {
 		return Result{}, err
 	}
-	for _, key := range p.RejectParts {
+	parts := slices.Clone(p.RejectParts)
+	if p.LineIndexFrom > 0 {
+		for n := p.LineIndexFrom; n <= p.Chunks; n++ {
+			parts = append(parts, lineIndexKey(id, n))
+		}
+	}
+	for _, key := range parts {
 		if err := im.store.Delete(ctx, im.cfg.Bucket, key); err != nil {
-			im.log.WarnContext(ctx, "delete rejects part", "importId", id, "key", key, "err", err)
+			im.log.WarnContext(ctx, "delete state part", "importId", id, "key", key, "err", err)
 		}
 	}
 	if s.Status == StatusFailed {
@@ -268,13 +279,15 @@ func firstNonEmpty(ss ...string) string {
 func (im *Importer) writeReports(ctx context.Context, rec *importRecord, chunks []chunkState) (summary, error) {
 	p := rec.Import
 	prefix := reportPrefix(rec.Source.Key)
-	if err := im.writeCEErrors(ctx, prefix+ceErrorsFile, chunks); err != nil {
+	counts, err := im.writeCEErrors(ctx, prefix+ceErrorsFile, rec, chunks)
+	if err != nil {
 		return summary{}, err
 	}
 	if err := im.writeRejects(ctx, prefix+rejectsFile, p.RejectParts); err != nil {
 		return summary{}, err
 	}
 	s := buildSummary(rec, chunks)
+	s.CEErrors, s.CEErrorsWithLine = counts.total, counts.withLine
 	s.Reports = summaryReports{Rejects: prefix + rejectsFile, CEErrors: prefix + ceErrorsFile}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
@@ -376,40 +389,89 @@ func outcome(p *progress, s summary, failedChunks int) (status, reason string) {
 	return StatusSucceeded, fmt.Sprintf("all %d records accepted", s.Accepted)
 }
 
-// ceErrorLine is one line of ce-errors.jsonl.
+// ceErrorLine is one line of ce-errors.jsonl: one element of a chunk's
+// GET bulk/{id}/errors, verbatim in Error, with the record's position in
+// the chunk's upload (Index, when the element names one) and the source
+// line that record starts on (Line, when the chunk's line index knows it).
 type ceErrorLine struct {
 	Chunk   int             `json:"chunk"`
 	JobID   string          `json:"jobId"`
 	CEJobID string          `json:"ceJobId"`
+	Line    int             `json:"line,omitempty"`
+	Index   *int64          `json:"index,omitempty"`
 	Error   json.RawMessage `json:"error"`
 }
 
 // writeCEErrors streams every chunk's CE errors, page by page, into
-// ce-errors.jsonl.
-func (im *Importer) writeCEErrors(ctx context.Context, key string, chunks []chunkState) error {
+// ce-errors.jsonl, each with the source line of its record, looked up in
+// the chunk's line index as the errors go (see chunkLines).
+func (im *Importer) writeCEErrors(ctx context.Context, key string, rec *importRecord, chunks []chunkState) (ceErrorCounts, error) {
+	var counts ceErrorCounts
 	pr, pw := io.Pipe()
+	produced := make(chan struct{})
 	go func() {
-		var err error
-		defer func() { pw.CloseWithError(err) }()
-		enc := json.NewEncoder(pw)
-		for _, c := range chunks {
-			if !c.errors {
-				continue
-			}
-			for raw, ierr := range im.ce.Errors(ctx, c.ID, errorsPageSize) {
-				if ierr != nil {
-					err = fmt.Errorf("read the errors of chunk %d (CE job %s): %w", c.Chunk, c.ID, ierr)
-					return
-				}
-				if err = enc.Encode(ceErrorLine{Chunk: c.Chunk, JobID: c.JobID, CEJobID: c.ID, Error: raw}); err != nil {
-					return
-				}
-			}
-		}
+		defer close(produced)
+		err := im.encodeCEErrors(ctx, pw, rec, chunks, &counts)
+		pw.CloseWithError(err)
 	}()
 	_, err := im.store.Put(ctx, im.cfg.Bucket, key, pr, s3stream.PutOptions{ContentType: "application/x-ndjson"})
 	pr.CloseWithError(errPartAborted) // stop the producer if Put gave up early
-	return err
+	<-produced
+	return counts, err
+}
+
+// encodeCEErrors writes the lines of ce-errors.jsonl to w.
+func (im *Importer) encodeCEErrors(ctx context.Context, w io.Writer, rec *importRecord, chunks []chunkState, counts *ceErrorCounts) error {
+	enc := json.NewEncoder(w)
+	from := rec.Import.LineIndexFrom
+	for _, c := range chunks {
+		if !c.errors {
+			continue
+		}
+		var lines *chunkLines
+		if from > 0 && c.Chunk >= from {
+			lines = &chunkLines{open: im.openLineIndex(ctx, rec.ID, c.Chunk), limit: maxIndexInMemory, records: c.Records}
+		}
+		err := im.encodeChunkErrors(ctx, enc, c, lines, counts)
+		if lines != nil {
+			lines.close()
+			if lines.warned != nil {
+				im.log.WarnContext(ctx, "CE errors of a chunk reported without lines", "importId", rec.ID,
+					"chunk", c.Chunk, "key", lineIndexKey(rec.ID, c.Chunk), "err", lines.warned)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (im *Importer) encodeChunkErrors(ctx context.Context, enc *json.Encoder, c chunkState, lines *chunkLines, counts *ceErrorCounts) error {
+	for raw, err := range im.ce.Errors(ctx, c.ID, errorsPageSize) {
+		if err != nil {
+			return fmt.Errorf("read the errors of chunk %d (CE job %s): %w", c.Chunk, c.ID, err)
+		}
+		l := ceErrorLine{Chunk: c.Chunk, JobID: c.JobID, CEJobID: c.ID, Error: raw}
+		if i, ok := ceErrorIndex(raw); ok {
+			l.Index = &i
+			if lines != nil {
+				line, ok, err := lines.lineOf(i)
+				if err != nil {
+					return fmt.Errorf("chunk %d: %w", c.Chunk, err)
+				}
+				if ok {
+					l.Line = line
+					counts.withLine++
+				}
+			}
+		}
+		if err := enc.Encode(l); err != nil {
+			return err
+		}
+		counts.total++
+	}
+	return nil
 }
 
 // writeRejects concatenates the rejects parts (each a complete gzip

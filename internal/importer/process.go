@@ -196,7 +196,7 @@ func (r *runner) open(ctx context.Context) error {
 // made a chunk.
 func (r *runner) span(ctx, work context.Context) (res spanResult, chunked bool, err error) {
 	p := r.rec.Import
-	sp := &span{r: r, ctx: ctx, n: p.Chunks + 1}
+	sp := &span{r: r, ctx: ctx, n: p.Chunks + 1, index: !p.DryRun}
 	defer sp.abort() // no-op once committed
 
 	first, err := r.nextValid(sp, work)
@@ -212,7 +212,9 @@ func (r *runner) span(ctx, work context.Context) (res spanResult, chunked bool, 
 	}
 
 	cr := &chunkReader{r: r, sp: sp, work: work, limit: p.ChunkRecords}
-	cr.setLine(first)
+	if err := cr.setLine(first); err != nil {
+		return 0, false, err
+	}
 	if p.DryRun {
 		return r.drain(ctx, sp, cr, true)
 	}
@@ -451,7 +453,8 @@ func callbackURL(base, id, token string) string {
 }
 
 // nextValid returns the next valid record as a JSON line (without its line
-// break), writing every rejected row before it to the span's rejects. It
+// break; sp.line is then the source line it starts on), writing every
+// rejected row before it to the span's rejects. It
 // returns nil at the end of the file (or where the file cannot be read
 // further), and errStopped when work ends first.
 func (r *runner) nextValid(sp *span, work context.Context) ([]byte, error) {
@@ -520,6 +523,11 @@ func (r *runner) commit(ctx context.Context, sp *span, chunked bool) error {
 	}
 	if chunked {
 		p.Chunks = sp.n
+		if sp.lines != nil && p.LineIndexFrom == 0 {
+			// The first chunk with a line index: every later one has
+			// one too. Checkpoints of earlier versions lack it.
+			p.LineIndexFrom = sp.n
+		}
 	}
 	if key != "" {
 		p.RejectParts = append(p.RejectParts, key)
@@ -617,10 +625,16 @@ type chunkReader struct {
 	stopped   bool // the work context ended first
 }
 
-func (c *chunkReader) setLine(line []byte) {
+// setLine makes line, the record nextValid just returned, the next one
+// the chunk sends, and adds its source line to the chunk's line index.
+func (c *chunkReader) setLine(line []byte) error {
+	if err := c.sp.send(c.sp.line); err != nil {
+		return err
+	}
 	c.r.buf = append(append(c.r.buf[:0], line...), '\n')
 	c.line = c.r.buf
 	c.sent++
+	return nil
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) {
@@ -651,7 +665,9 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 				c.eof = true
 				continue
 			}
-			c.setLine(line)
+			if err := c.setLine(line); err != nil {
+				return n, err
+			}
 		}
 		k := copy(p[n:], c.line)
 		c.line = c.line[k:]

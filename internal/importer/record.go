@@ -57,6 +57,13 @@ type progress struct {
 	// RejectParts are the committed rejects parts, in order; finalize
 	// concatenates them (gzip members) into rejects.jsonl.gz.
 	RejectParts []string `json:"rejectParts,omitempty"`
+	// LineIndexFrom, when not 0, is the first chunk with a line index
+	// (lineIndexKey): it and every later chunk have one, written before
+	// the chunk was committed. It is 1 for imports that began with line
+	// indexes, later for imports resumed from a checkpoint written before
+	// them, and 0 for dry runs and such imports' earlier chunks, whose CE
+	// errors are then reported without lines.
+	LineIndexFrom int `json:"lineIndexFrom,omitempty"`
 
 	// Done: the whole file has been read (or could not be read further)
 	// and every chunk handed to CE.

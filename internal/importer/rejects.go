@@ -14,8 +14,9 @@ import (
 	"github.com/cebulk/cebulk/internal/s3stream"
 )
 
-// span is the stretch of the file one chunk covers: its counts, and the
-// rejects part its rejected rows stream into.
+// span is the stretch of the file one chunk covers: its counts, the
+// rejects part its rejected rows stream into, and the line index of the
+// records its chunk sends.
 type span struct {
 	r        *runner
 	ctx      context.Context
@@ -24,8 +25,13 @@ type span struct {
 	valid    int64
 	rejected int64
 	line     int
-	part     *rejectsPart // started at the first reject
+	part     *gzipPart // started at the first reject
 	lineBuf  bytes.Buffer
+	// index says whether the chunk's records get a line index (not in
+	// dry runs: nothing is sent, so CE reports no errors).
+	index    bool
+	lines    *gzipPart // started at the first record sent
+	linesEnc *lineIndexWriter
 	finished bool
 }
 
@@ -42,13 +48,29 @@ func (s *span) reject(it recordio.Item, reason string, format recordio.Format) e
 	s.rejected++
 	if s.part == nil {
 		key := partKey(s.r.rec.ID, len(s.r.rec.Import.RejectParts)+1)
-		s.part = startPart(s.ctx, s.r.im.store, s.r.im.cfg.Bucket, key)
+		s.part = startPart(s.ctx, s.r.im.store, s.r.im.cfg.Bucket, key, gzip.DefaultCompression)
 	}
 	b, err := encodeReject(&s.lineBuf, it, reason, format)
 	if err != nil {
 		return err
 	}
-	return s.part.write(b)
+	_, err = s.part.Write(b)
+	return err
+}
+
+// send adds the source line of the chunk's next record to the chunk's
+// line index.
+func (s *span) send(line int) error {
+	if !s.index {
+		return nil
+	}
+	if s.lines == nil {
+		// Differences of lines compress to almost nothing even at the
+		// fastest level.
+		s.lines = startPart(s.ctx, s.r.im.store, s.r.im.cfg.Bucket, lineIndexKey(s.r.rec.ID, s.n), gzip.BestSpeed)
+		s.linesEnc = newLineIndexWriter(s.lines)
+	}
+	return s.linesEnc.add(line)
 }
 
 // encodeReject renders a reject as one JSON line. The record is the row's
@@ -85,10 +107,24 @@ func encodeReject(buf *bytes.Buffer, it recordio.Item, reason string, format rec
 	return append(b, '\n'), nil
 }
 
-// finish completes the span's rejects part and returns its key ("" when
-// the span rejected nothing).
+// finish completes the span's line index and rejects part, and returns
+// the rejects part's key ("" when the span rejected nothing).
 func (s *span) finish() (string, error) {
 	s.finished = true
+	if s.lines != nil {
+		err := s.linesEnc.flush()
+		if err != nil {
+			s.lines.abort()
+		} else {
+			err = s.lines.close()
+		}
+		if err != nil {
+			if s.part != nil {
+				s.part.abort()
+			}
+			return "", err
+		}
+	}
 	if s.part == nil {
 		return "", nil
 	}
@@ -98,21 +134,26 @@ func (s *span) finish() (string, error) {
 	return s.part.key, nil
 }
 
-// abort drops the span's rejects part, unless the span was finished.
+// abort drops the span's parts, unless the span was finished.
 func (s *span) abort() {
-	if s.finished || s.part == nil {
+	if s.finished {
 		return
 	}
 	s.finished = true
-	s.part.abort()
+	if s.part != nil {
+		s.part.abort()
+	}
+	if s.lines != nil {
+		s.lines.abort()
+	}
 }
 
-var errPartAborted = errors.New("rejects part abandoned")
+var errPartAborted = errors.New("upload abandoned")
 
-// rejectsPart streams gzip JSON lines into one S3 object: the gzip writer
-// feeds a pipe that a streaming multipart upload reads, so rejects are
-// never held in memory whatever their number.
-type rejectsPart struct {
+// gzipPart streams gzip data into one S3 object: the gzip writer feeds a
+// pipe that a streaming multipart upload reads, so a part is never held in
+// memory whatever its size. Rejects parts and line indexes are gzipParts.
+type gzipPart struct {
 	key  string
 	pw   *io.PipeWriter
 	bw   *bufio.Writer
@@ -120,10 +161,11 @@ type rejectsPart struct {
 	done chan error
 }
 
-func startPart(ctx context.Context, store objectStore, bucket, key string) *rejectsPart {
+// startPart starts the upload of key. level is the gzip compression level.
+func startPart(ctx context.Context, store objectStore, bucket, key string, level int) *gzipPart {
 	pr, pw := io.Pipe()
-	p := &rejectsPart{key: key, pw: pw, bw: bufio.NewWriterSize(pw, 64<<10), done: make(chan error, 1)}
-	p.zw = gzip.NewWriter(p.bw)
+	p := &gzipPart{key: key, pw: pw, bw: bufio.NewWriterSize(pw, 64<<10), done: make(chan error, 1)}
+	p.zw, _ = gzip.NewWriterLevel(p.bw, level) // only an invalid level fails
 	go func() {
 		// Not the work context: a span being committed near the deadline
 		// must still complete its part.
@@ -136,14 +178,16 @@ func startPart(ctx context.Context, store objectStore, bucket, key string) *reje
 	return p
 }
 
-func (p *rejectsPart) write(b []byte) error {
-	if _, err := p.zw.Write(b); err != nil {
-		return fmt.Errorf("write rejects %s: %w", p.key, err)
+// Write compresses b into the part.
+func (p *gzipPart) Write(b []byte) (int, error) {
+	n, err := p.zw.Write(b)
+	if err != nil {
+		return n, fmt.Errorf("write %s: %w", p.key, err)
 	}
-	return nil
+	return n, nil
 }
 
-func (p *rejectsPart) close() error {
+func (p *gzipPart) close() error {
 	err := p.zw.Close()
 	if err == nil {
 		err = p.bw.Flush()
@@ -151,7 +195,7 @@ func (p *rejectsPart) close() error {
 	if err != nil {
 		p.pw.CloseWithError(err)
 		<-p.done
-		return fmt.Errorf("write rejects %s: %w", p.key, err)
+		return fmt.Errorf("write %s: %w", p.key, err)
 	}
 	p.pw.Close()
 	if err := <-p.done; err != nil {
@@ -160,7 +204,7 @@ func (p *rejectsPart) close() error {
 	return nil
 }
 
-func (p *rejectsPart) abort() {
+func (p *gzipPart) abort() {
 	p.pw.CloseWithError(errPartAborted)
 	<-p.done
 }

@@ -91,6 +91,13 @@ func runImport(t *testing.T, key string, data []byte, every int, strip bool) imp
 // stripResume removes the reader's position from an import's checkpoint.
 func (e *env) stripResume(id string) {
 	e.t.Helper()
+	e.stripCheckpoint(id, "resume")
+}
+
+// stripCheckpoint removes field from an import's checkpoint, as
+// checkpoints written before the field existed lack it.
+func (e *env) stripCheckpoint(id, field string) {
+	e.t.Helper()
 	b, ok := e.store.get(bucket, ledger.Key(id))
 	if !ok {
 		e.t.Fatalf("no import record %s", id)
@@ -100,10 +107,10 @@ func (e *env) stripResume(id string) {
 		e.t.Fatal(err)
 	}
 	p := rec["import"].(map[string]any)
-	if _, ok := p["resume"]; !ok {
-		e.t.Fatalf("checkpoint without a resume position: %s", b)
+	if _, ok := p[field]; !ok {
+		e.t.Fatalf("checkpoint without %q: %s", field, b)
 	}
-	delete(p, "resume")
+	delete(p, field)
 	if b, err := json.Marshal(rec); err != nil {
 		e.t.Fatal(err)
 	} else {
