@@ -19,6 +19,7 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the demo builds three bootstraps and runs them; skipped with -short")
 	}
+	awayFromHourBoundary(t, time.Minute) // the demo's partitions are named from the clock
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	if err := run(t.Context(), []string{"demo", "-out", out, "-events", "500", "-users", "40", "-timeout", "4m"}, &stdout, &stderr); err != nil {

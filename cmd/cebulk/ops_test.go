@@ -161,6 +161,10 @@ func runCommand(ctx context.Context, t *testing.T, args ...string) (code int, st
 }
 
 func TestExportCommand(t *testing.T) {
+	// The expected day partitions and users snapshot are named from the
+	// wall clock, as the command names them: keep the test off an hour
+	// boundary so both read the same hour.
+	awayFromHourBoundary(t, 30*time.Second)
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	day := func(n int) string { return today.AddDate(0, 0, n).Format(time.DateOnly) }
 	snapshot := exporter.SnapshotJobID("users", time.Now())
@@ -507,5 +511,19 @@ func TestOpsUsage(t *testing.T) {
 				t.Errorf("cebulk %q: stderr lacks %q:\n%s", tc.args, tc.wantStderr, stderr)
 			}
 		})
+	}
+}
+
+// awayFromHourBoundary waits, when the next full hour is less than margin
+// away, until it has passed: tests whose expectations are named from the
+// wall clock then cannot straddle it. It waits at most margin, and only in
+// those few seconds of each hour.
+func awayFromHourBoundary(t *testing.T, margin time.Duration) {
+	t.Helper()
+	now := time.Now()
+	next := now.Truncate(time.Hour).Add(time.Hour)
+	if wait := next.Sub(now); wait < margin {
+		t.Logf("waiting %v to pass the hour boundary", wait.Round(time.Millisecond))
+		time.Sleep(wait + 100*time.Millisecond)
 	}
 }
