@@ -19,6 +19,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cebulk/cebulk/internal/apigwhttp"
@@ -110,9 +111,28 @@ func NewServer(cfg Config, d Deps) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowed(r.URL.Path); allow != "" {
+			w.Header().Set("Allow", allow)
+			s.fail(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed here; use "+allow)
+			return
+		}
 		s.fail(w, r, http.StatusNotFound, "no such route")
 	})
 	return mux
+}
+
+// allowed returns the methods a known route accepts, or "" for an unknown
+// path: the mux's own 405 answer is plain text, ours is the JSON error.
+func allowed(path string) string {
+	switch {
+	case path == "/callbacks/ce", path == "/exports":
+		return http.MethodPost
+	case path == "/healthz":
+		return http.MethodGet
+	case strings.HasPrefix(path, "/jobs/") && len(path) > len("/jobs/") && !strings.Contains(path[len("/jobs/"):], "/"):
+		return http.MethodGet
+	}
+	return ""
 }
 
 // errorBody is every error answer.

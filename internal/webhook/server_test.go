@@ -309,8 +309,17 @@ func TestJobsAndHealth(t *testing.T) {
 			t.Errorf("GET %s = %d, want %d", tc.target, rec.Code, tc.want)
 		}
 	}
-	if rec := h.do(t, "DELETE", "/jobs/export-activities-2026-11-25", nil, nil); rec.Code == 200 {
-		t.Errorf("DELETE /jobs/... = 200, want a refusal")
+	for _, tc := range []struct{ method, target, allow string }{
+		{"DELETE", "/jobs/export-activities-2026-11-25", "GET"},
+		{"GET", "/callbacks/ce", "POST"},
+		{"PUT", "/exports", "POST"},
+		{"POST", "/healthz", "GET"},
+	} {
+		rec := h.do(t, tc.method, tc.target, nil, nil)
+		var eb errorBody
+		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != tc.allow || json.Unmarshal(rec.Body.Bytes(), &eb) != nil || eb.Error == "" {
+			t.Errorf("%s %s = %d (Allow %q) %s, want a JSON 405 allowing %s", tc.method, tc.target, rec.Code, rec.Header().Get("Allow"), rec.Body, tc.allow)
+		}
 	}
 	_ = io.Discard
 }
