@@ -136,6 +136,57 @@
 // report, and a finished import is never reported again. A FAILED import
 // writes an EMF JobsFailed metric line.
 //
+// # Sweep
+//
+// [Importer.Sweep] (the ImportFunction's schedule, every 5 minutes)
+// finalizes the imports whose callbacks never came and resumes the ones
+// that stalled. Ledger records live StateRetentionDays (90 by default), so
+// it finds the open imports through markers rather than by reading every
+// record: its cost follows the open imports, not the ledger's history.
+//   - HandleObject creates state/imports/open/<importId> (If-None-Match; a
+//     marker already there is kept) before the import record, so no import
+//     record exists without its marker. A crash between the two writes
+//     leaves a marker without a record, which is harmless.
+//   - Finalize deletes the marker after the record's final write. A crash
+//     (or a failed delete) in between leaves a marker whose record is
+//     final. A repeated event for a finished import makes the marker again,
+//     and deletes it once it finds the record final.
+//   - The sweep lists state/imports/open/ and reads the record each marker
+//     names. An open import is handled as before (finalized when its
+//     upload is over, resumed when its lease lapsed). A final one has its
+//     marker deleted. A missing one has its marker deleted once the marker
+//     is older than Config.Lease: younger, its HandleObject may still be
+//     between the two writes; older, the event that made it gave up, and
+//     the import never started (the warning names the key).
+//   - A retry of that event may come hours later (the asynchronous event
+//     age), and race the sweep deleting the old marker. So after deleting
+//     it the sweep reads the record once more and makes the marker again
+//     if the record has appeared, and HandleObject, after creating the
+//     record, makes the marker again if it is gone. Whatever the order of
+//     their requests, the open import keeps its marker.
+//
+// Imports started by an earlier version have no marker; those in flight at
+// the deploy are still finalized by their callbacks. As a safety net, for
+// them and for a marker lost some other way (deleted by hand, expired with
+// state/imports/), a sweep also lists every import record and reads each,
+// as sweeps did before the markers, when the last such full listing
+// started Config.FullListingEvery (default one hour) ago or more. It marks
+// the open imports it finds without a marker (reported as adopted), which
+// later sweeps then see. The first sweep after the deploy has no record of
+// a full listing, so it starts one at once. The listing's progress is
+// state/sweeps/imports.json: a sweep takes the listing with a conditional
+// write of it, saves the last key it handled every 500 records or minute
+// (its heartbeat), and at its deadline saves and releases it. The next
+// sweep goes on after that key; while one holds the listing, the others
+// leave it alone, until its heartbeat is older than Config.Lease (it
+// died). The schedule's clock time plays no part: rate(5 minutes) does not
+// say at which minutes it runs.
+//
+// A sweep thus costs one LIST of the markers, one GET of the sweep's state,
+// and one GET per open import, plus what handling it takes (finalize reads
+// the record again, its chunks' records and CE's statuses). The full
+// listing costs one GET per import record, once an hour.
+//
 // # Deviations from the design notes
 //
 //   - The checkpoint is an extra "import" field of the import's ledger
@@ -145,6 +196,9 @@
 //   - Rejects parts and line indexes live under state/imports/<importId>/,
 //     not under reports/, so a report directory holds exactly its three
 //     files; they are deleted once the import is final.
+//   - The open-import markers live under state/imports/open/ and the
+//     sweep's state at state/sweeps/imports.json; the ledger has no index
+//     of open jobs.
 //   - A file that breaks mid-way (truncated gzip, a JSON array cut short,
 //     an unclosed CSV quote) still sends the valid records read before the
 //     break, in the chunk being filled; the summary is FAILED and names the

@@ -24,8 +24,36 @@ type memStore struct {
 	objects map[string]memObject // "bucket/key"
 	// failWrite, when set, is asked before every write; an error fails it.
 	failWrite func(key string, cond s3stream.Condition) error
-	puts      int
-	reads     []sourceRead // Open and OpenRange calls outside state/ and reports/, in order
+	// failDelete, when set, is asked before every delete; an error fails it.
+	failDelete func(key string) error
+	// onRead, when set, is called before every ReadSmall.
+	onRead func(key string)
+	puts   int
+	reads  []sourceRead // Open and OpenRange calls outside state/ and reports/, in order
+	calls  []storeCall  // every request, in order
+	listed int          // keys yielded by List calls
+}
+
+// storeCall is one request to the store: GET (Open, OpenRange,
+// ReadSmall), HEAD, PUT (Put, WriteSmall), DELETE or LIST (one List call,
+// whatever the number of keys).
+type storeCall struct {
+	Op  string
+	Key string // the key, or the prefix of a LIST
+}
+
+func (m *memStore) record(op, key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls = append(m.calls, storeCall{Op: op, Key: key})
+}
+
+// requests returns the requests made since the n-th one (n = len of an
+// earlier requests(0)).
+func (m *memStore) requests(n int) []storeCall {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.calls[n:])
 }
 
 // sourceRead is one read of an object: where it started and how many
@@ -79,12 +107,14 @@ func (m *memStore) keys(bucket, prefix string) []string {
 }
 
 func (m *memStore) Open(ctx context.Context, bucket, key string) (io.ReadCloser, s3stream.ObjectInfo, error) {
+	m.record("GET", key)
 	return m.open(bucket, key, false, 0, "")
 }
 
 // OpenRange serves the object from offset on, if its ETag is etag, as
 // s3stream.Store.OpenRange does.
 func (m *memStore) OpenRange(ctx context.Context, bucket, key string, offset int64, etag string) (io.ReadCloser, s3stream.ObjectInfo, error) {
+	m.record("GET", key)
 	return m.open(bucket, key, true, offset, etag)
 }
 
@@ -140,7 +170,8 @@ func (m *memStore) sourceReads(key string) []sourceRead {
 }
 
 func (m *memStore) Head(ctx context.Context, bucket, key string) (s3stream.ObjectInfo, error) {
-	rc, info, err := m.Open(ctx, bucket, key)
+	m.record("HEAD", key)
+	rc, info, err := m.open(bucket, key, false, 0, "")
 	if err == nil {
 		rc.Close()
 	}
@@ -148,6 +179,7 @@ func (m *memStore) Head(ctx context.Context, bucket, key string) (s3stream.Objec
 }
 
 func (m *memStore) Put(ctx context.Context, bucket, key string, r io.Reader, o s3stream.PutOptions) (s3stream.PutResult, error) {
+	m.record("PUT", key)
 	if err := m.hook(key, s3stream.Condition{}); err != nil {
 		return s3stream.PutResult{}, err
 	}
@@ -172,7 +204,14 @@ func (m *memStore) hook(key string, cond s3stream.Condition) error {
 }
 
 func (m *memStore) ReadSmall(ctx context.Context, bucket, key string) ([]byte, string, error) {
-	rc, info, err := m.Open(ctx, bucket, key)
+	m.record("GET", key)
+	m.mu.Lock()
+	fn := m.onRead
+	m.mu.Unlock()
+	if fn != nil {
+		fn(key)
+	}
+	rc, info, err := m.open(bucket, key, false, 0, "")
 	if err != nil {
 		return nil, "", err
 	}
@@ -182,6 +221,7 @@ func (m *memStore) ReadSmall(ctx context.Context, bucket, key string) ([]byte, s
 }
 
 func (m *memStore) WriteSmall(ctx context.Context, bucket, key string, data []byte, contentType string, cond s3stream.Condition) (string, error) {
+	m.record("PUT", key)
 	if err := m.hook(key, cond); err != nil {
 		return "", err
 	}
@@ -200,6 +240,15 @@ func (m *memStore) WriteSmall(ctx context.Context, bucket, key string, data []by
 }
 
 func (m *memStore) Delete(ctx context.Context, bucket, key string) error {
+	m.record("DELETE", key)
+	m.mu.Lock()
+	fn := m.failDelete
+	m.mu.Unlock()
+	if fn != nil {
+		if err := fn(key); err != nil {
+			return fmt.Errorf("delete s3://%s/%s: %w", bucket, key, err)
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.objects, bucket+"/"+key)
@@ -208,9 +257,13 @@ func (m *memStore) Delete(ctx context.Context, bucket, key string) error {
 
 func (m *memStore) List(ctx context.Context, bucket, prefix string) iter.Seq2[s3stream.ObjectInfo, error] {
 	return func(yield func(s3stream.ObjectInfo, error) bool) {
+		m.record("LIST", prefix)
 		for _, k := range m.keys(bucket, prefix) {
 			m.mu.Lock()
 			o, ok := m.objects[bucket+"/"+k]
+			if ok {
+				m.listed++
+			}
 			m.mu.Unlock()
 			if !ok {
 				continue

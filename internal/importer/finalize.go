@@ -155,6 +155,7 @@ func (im *Importer) finalize(ctx context.Context, id string) (Result, error) {
 	if _, err := im.updateImport(ctx, rec, tag); err != nil {
 		return Result{}, err
 	}
+	im.unmarkOpen(ctx, id)
 	parts := slices.Clone(p.RejectParts)
 	if p.LineIndexFrom > 0 {
 		for n := p.LineIndexFrom; n <= p.Chunks; n++ {
@@ -534,83 +535,6 @@ func (r *partsReader) Close() error {
 		return r.cur.Close()
 	}
 	return nil
-}
-
-// SweepResult counts what a sweep did.
-type SweepResult struct {
-	Checked   int `json:"checked"`
-	Finalized int `json:"finalized"`
-	Waiting   int `json:"waiting"`
-	Resumed   int `json:"resumed"`
-}
-
-// Sweep looks at every import that is not final: it finalizes those whose
-// upload is over (when their CE jobs are terminal), and re-invokes those
-// that stalled (no checkpoint for longer than the lease: a lost resume
-// invocation or a worker that died).
-func (im *Importer) Sweep(ctx context.Context) (SweepResult, error) {
-	var res SweepResult
-	var errs []error
-	now := im.cfg.Now()
-	deadline, hasDeadline := ctx.Deadline()
-	margin := im.cfg.SafetyMargin
-	if hasDeadline {
-		margin = min(margin, time.Until(deadline)/4)
-	}
-	for info, err := range im.store.List(ctx, im.cfg.Bucket, ledger.Prefix+"import-") {
-		if err != nil {
-			return res, err
-		}
-		if hasDeadline && time.Until(deadline) < margin {
-			im.log.WarnContext(ctx, "sweep stopped before the deadline", "checked", res.Checked)
-			break
-		}
-		id, ok := strings.CutSuffix(strings.TrimPrefix(info.Key, ledger.Prefix), ".json")
-		if !ok || strings.Contains(id, "-chunk-") {
-			continue
-		}
-		rec, _, err := im.getImport(ctx, id)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if rec.Status.Final() {
-			continue
-		}
-		res.Checked++
-		stale := now.Sub(rec.UpdatedAt) >= im.cfg.Lease
-		switch {
-		case rec.Import.Done:
-			if rec.Status == ledger.StatusCollecting && !stale {
-				continue
-			}
-			r, err := im.finalize(ctx, id)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			switch r.Status {
-			case StatusWaiting:
-				res.Waiting++
-			case StatusSucceeded, StatusPartial, StatusFailed:
-				res.Finalized++
-			}
-		case stale:
-			im.log.WarnContext(ctx, "import stalled: resuming it", "importId", id, "status", rec.Status, "heartbeat", rec.UpdatedAt)
-			var err error
-			if im.reinvoke != nil {
-				err = im.reinvoke(ctx, id)
-			} else {
-				_, err = im.Resume(ctx, id)
-			}
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			res.Resumed++
-		}
-	}
-	return res, errors.Join(errs...)
 }
 
 // metric writes one EMF count line.

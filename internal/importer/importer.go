@@ -70,6 +70,10 @@ type Config struct {
 	Metrics io.Writer
 	// Function is the EMF "Function" dimension (default "import").
 	Function string
+	// FullListingEvery is how often a sweep also lists every import
+	// record, besides the open-import markers (default
+	// DefaultFullListingEvery; negative: never). See doc.go, "Sweep".
+	FullListingEvery time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -96,6 +100,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Function == "" {
 		c.Function = "import"
+	}
+	if c.FullListingEvery == 0 {
+		c.FullListingEvery = DefaultFullListingEvery
 	}
 	return c
 }
@@ -299,12 +306,24 @@ func (im *Importer) HandleObject(ctx context.Context, bucket, key, etag string, 
 			ChunkRecords: im.cfg.ChunkRecords, ValidateAt: now,
 		},
 	}
+	// The marker first: a marker without a record is harmless (the sweep
+	// removes it), a record without a marker would be an open import the
+	// sweep does not see.
+	if _, err := im.markOpen(ctx, rec); err != nil {
+		return Result{}, err
+	}
 	tag, err := im.createImport(ctx, rec)
 	if errors.Is(err, ledger.ErrExists) {
 		return im.resume(ctx, id, true, opts)
 	}
 	if err != nil {
 		return Result{}, err
+	}
+	// A sweep removes a marker whose record has not come for a lease. An
+	// earlier attempt at this event may have made the marker that long ago,
+	// so it is made again if it is gone (see doc.go, "Sweep").
+	if _, err := im.markOpen(ctx, rec); err != nil {
+		im.log.WarnContext(ctx, "mark the import open again", "importId", id, "err", err)
 	}
 	im.log.InfoContext(ctx, "import started", "importId", id, "bucket", bucket, "key", key,
 		"object", src.Object, "dryRun", src.DryRun, "bytes", size)
@@ -328,6 +347,9 @@ func (im *Importer) resume(ctx context.Context, id string, duplicate bool, opts 
 	now := im.cfg.Now()
 	switch {
 	case rec.Status.Final():
+		if duplicate {
+			im.unmarkOpen(ctx, id) // HandleObject may just have made it again
+		}
 		return resultOf(rec, statusDuplicate(duplicate, p.Outcome)), nil
 	case p.Done && rec.Status == ledger.StatusCollecting && now.Sub(rec.UpdatedAt) < im.cfg.Lease:
 		return resultOf(rec, statusDuplicate(duplicate, StatusRunning)), nil
