@@ -81,6 +81,7 @@ func Start(ctx context.Context, rie, bootstrap string, opts Options) (*Function,
 		"AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int(opts.Timeout/time.Second)),
 	)
 	cmd.Stdout, cmd.Stderr = opts.Output, opts.Output
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		cancel()
 		return nil, fmt.Errorf("start aws-lambda-rie for %s: %v", opts.Name, err)
