@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/pkg/ce"
@@ -174,7 +175,7 @@ func (s *server) handleCallback(w http.ResponseWriter, r *http.Request, id, toke
 	payload, _ := json.Marshal(map[string]string{"action": action, "jobId": j.ID})
 	if err := s.Invoker.InvokeAsync(ctx, fn, payload); err != nil {
 		// Release the claim so CE's retry (or the sweep) hands it over.
-		j.Handoff.At = zeroTime
+		j.Handoff.At = time.Time{}
 		if _, uerr := s.Jobs.Update(context.WithoutCancel(ctx), j, newTag); uerr != nil {
 			log.ErrorContext(ctx, "release hand-off after failed invoke", "err", uerr)
 		}

@@ -13,10 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cebulk/cebulk/internal/exporter"
 	"github.com/cebulk/cebulk/internal/s3stream"
 )
-
-var zeroTime time.Time
 
 // exportRequest is the body of POST /exports: the export function's run
 // action.
@@ -45,7 +44,8 @@ type idempotencyRecord struct {
 	CreatedAt   time.Time      `json:"createdAt"`
 }
 
-var knownObjects = []string{"activities", "users"}
+// knownObjects are the objects the export function handles.
+var knownObjects = []string{exporter.ObjectActivities, exporter.ObjectUsers}
 
 func (s *server) validateExport(req *exportRequest) error {
 	if len(req.Objects) == 0 {
@@ -188,14 +188,14 @@ func (s *server) invokeRun(r *http.Request, resp exportAccepted) error {
 
 // dayJobs lists the ledger ids of the activities day windows of a backfill.
 func dayJobs(req exportRequest) []string {
-	if req.From == "" || !slices.Contains(req.Objects, "activities") {
+	if req.From == "" || !slices.Contains(req.Objects, exporter.ObjectActivities) {
 		return nil
 	}
 	from, _ := time.Parse(time.DateOnly, req.From)
 	to, _ := time.Parse(time.DateOnly, req.To)
 	var ids []string
 	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
-		ids = append(ids, "export-activities-"+d.Format(time.DateOnly))
+		ids = append(ids, exporter.DayJobID(exporter.ObjectActivities, d.Format(time.DateOnly)))
 	}
 	return ids
 }
