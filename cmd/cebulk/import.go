@@ -17,10 +17,6 @@ import (
 	"github.com/cebulk/cebulk/internal/s3stream"
 )
 
-// maxChunkRecords bounds -chunk-records as the ImportFunction bounds
-// IMPORT_CHUNK_RECORDS.
-const maxChunkRecords = 1_000_000
-
 // importAttempts is how many times the command runs an import that failed
 // with an error worth retrying, as Lambda retries an asynchronous
 // invocation; the importer itself gives up (FAILED) after as many.
@@ -68,10 +64,10 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	chunkRecords, src := flagOrEnv(fs, "chunk-records", "IMPORT_CHUNK_RECORDS", strconv.Itoa(importer.DefaultChunkRecords))
-	n, err := strconv.Atoi(chunkRecords)
+	n, err := importer.ParseChunkRecords(chunkRecords)
 	switch {
-	case err != nil || n < 1 || n > maxChunkRecords:
-		return &usageError{fmt.Errorf("import: %s=%q: want a whole number of records from 1 to %d", src, chunkRecords, maxChunkRecords)}
+	case err != nil:
+		return &usageError{fmt.Errorf("import: %s=%v", src, err)}
 	case *maxChunks < 0:
 		return &usageError{errors.New("import: -max-chunks must not be negative")}
 	}
