@@ -153,26 +153,20 @@ func importLocation(pos, keyFlag string) (bucket, key string, err error) {
 	return bucket, key, nil
 }
 
-// checkImportKey checks that key is an import, imports/<object>/<name> or
-// imports/<object>/dry-run/<name>, that it matches -object and, with
-// -dry-run, that it is a dry run. The function would write a FAILED report
+// checkImportKey checks that key is an import (importer.ParseKey), that it
+// matches -object and, with -dry-run, that it is a dry run. The function would write a FAILED report
 // for any other key; an operator gets the reason at once instead.
 func checkImportKey(key, wantObject string, wantDryRun bool) (object string, dryRun bool, err error) {
-	rest, ok := strings.CutPrefix(key, "imports/")
-	object, name, _ := strings.Cut(rest, "/")
-	if !ok || (object != "activities" && object != "users") {
-		return "", false, &usageError{fmt.Errorf("import: the key %q is not under imports/activities/ or imports/users/, the only keys the importer takes", key)}
-	}
-	name, dryRun = strings.CutPrefix(name, "dry-run/")
+	src, err := importer.ParseKey(key)
 	switch {
-	case name == "" || strings.HasSuffix(name, "/"):
-		return "", false, &usageError{fmt.Errorf("import: the key %q names a folder, not a file", key)}
-	case wantObject != "" && wantObject != object:
-		return "", false, &usageError{fmt.Errorf("import: -object %s, but the key %q is under imports/%s/", wantObject, key, object)}
-	case wantDryRun && !dryRun:
-		return "", false, &usageError{fmt.Errorf("import: -dry-run, but the key %q is not under imports/%s/dry-run/: the key decides a dry run, as in the ImportFunction", key, object)}
+	case err != nil:
+		return "", false, &usageError{fmt.Errorf("import: %v", err)}
+	case wantObject != "" && wantObject != src.Object:
+		return "", false, &usageError{fmt.Errorf("import: -object %s, but the key %q is under imports/%s/", wantObject, key, src.Object)}
+	case wantDryRun && !src.DryRun:
+		return "", false, &usageError{fmt.Errorf("import: -dry-run, but the key %q is not under imports/%s/dry-run/: the key decides a dry run, as in the ImportFunction", key, src.Object)}
 	}
-	return object, dryRun, nil
+	return src.Object, src.DryRun, nil
 }
 
 // importRun is one import driven by the command.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/cebulk/cebulk/internal/mixpanel"
 	"github.com/cebulk/cebulk/internal/s3stream"
 	"github.com/cebulk/cebulk/pkg/ce"
 )
@@ -213,11 +214,8 @@ func importIDOf(ledgerID string) string {
 	return ledgerID
 }
 
-// Objects the importer accepts under imports/.
-var objects = map[string]bool{"activities": true, "users": true}
-
-// source is a parsed import key.
-type source struct {
+// Source is a parsed import key.
+type Source struct {
 	Object string // activities | users
 	Name   string // the key below imports/<object>/ (dry-run/ removed)
 	DryRun bool
@@ -228,26 +226,28 @@ type keyError struct{ reason string }
 
 func (e *keyError) Error() string { return e.reason }
 
-// parseKey checks an S3 key against imports/<object>/<name> and
-// imports/<object>/dry-run/<name>.
-func parseKey(key string) (source, error) {
+// ParseKey checks an S3 key against imports/<object>/<name> and
+// imports/<object>/dry-run/<name>, the only keys the importer takes (any
+// other gets a FAILED report saying why). `cebulk import` uses it to refuse
+// such keys at once.
+func ParseKey(key string) (Source, error) {
 	rest, ok := strings.CutPrefix(key, "imports/")
 	if !ok {
-		return source{}, &keyError{fmt.Sprintf("the key %q is not under imports/: upload files as imports/activities/<name> or imports/users/<name>", key)}
+		return Source{}, &keyError{fmt.Sprintf("the key %q is not under imports/: upload files as imports/activities/<name> or imports/users/<name>", key)}
 	}
 	object, name, ok := strings.Cut(rest, "/")
 	if !ok || object == "" {
-		return source{}, &keyError{fmt.Sprintf("the key %q names no object: upload files as imports/activities/<name> or imports/users/<name>", key)}
+		return Source{}, &keyError{fmt.Sprintf("the key %q names no object: upload files as imports/activities/<name> or imports/users/<name>", key)}
 	}
-	if !objects[object] {
-		return source{}, &keyError{fmt.Sprintf("unknown object %q in %q: the mixpanel element imports activities and users (lower case)", object, key)}
+	if object != string(mixpanel.Activities) && object != string(mixpanel.Users) {
+		return Source{}, &keyError{fmt.Sprintf("unknown object %q in %q: the mixpanel element imports activities and users (lower case)", object, key)}
 	}
-	src := source{Object: object, Name: name}
+	src := Source{Object: object, Name: name}
 	if n, ok := strings.CutPrefix(name, "dry-run/"); ok {
 		src.DryRun, src.Name = true, n
 	}
 	if src.Name == "" || strings.HasSuffix(src.Name, "/") {
-		return source{}, &keyError{fmt.Sprintf("the key %q names a folder, not a file", key)}
+		return Source{}, &keyError{fmt.Sprintf("the key %q names a folder, not a file", key)}
 	}
 	return src, nil
 }
@@ -274,7 +274,7 @@ const (
 // refusing an upload); the import's record keeps its progress, so a
 // retried event resumes it.
 func (im *Importer) HandleObject(ctx context.Context, bucket, key, etag string, size int64, opts ...RunOption) (Result, error) {
-	src, err := parseKey(key)
+	src, err := ParseKey(key)
 	if err != nil {
 		if strings.HasSuffix(key, "/") && size == 0 {
 			return Result{Status: StatusIgnored}, nil // a console "folder"

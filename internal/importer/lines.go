@@ -129,7 +129,6 @@ type chunkLines struct {
 	records int64
 
 	rc     io.ReadCloser
-	zr     *gzip.Reader
 	rd     *lineIndexReader
 	next   int64 // the position of the next line rd yields
 	line   int   // the line of position next-1
@@ -227,7 +226,7 @@ func (c *chunkLines) start() error {
 		rc.Close()
 		return c.failed(err)
 	}
-	c.rc, c.zr = rc, zr
+	c.rc = rc
 	c.rd = &lineIndexReader{r: bufio.NewReaderSize(zr, 4<<10)}
 	c.next, c.line, c.eof = 0, 0, false
 	return nil
@@ -248,7 +247,7 @@ func (c *chunkLines) close() {
 	if c.rc != nil {
 		c.rc.Close()
 	}
-	c.rc, c.zr, c.rd = nil, nil, nil
+	c.rc, c.rd = nil, nil
 }
 
 // ceErrorIndex returns the record index a CE error element names: the

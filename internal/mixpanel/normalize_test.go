@@ -632,26 +632,6 @@ func TestNormalizeUnknownObject(t *testing.T) {
 	}
 }
 
-func TestParseObject(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    Object
-		wantErr bool
-	}{
-		{"activities", Activities, false},
-		{" Users ", Users, false},
-		{"ACTIVITIES", Activities, false},
-		{"events", "", true},
-		{"", "", true},
-	}
-	for _, tc := range tests {
-		got, err := ParseObject(tc.in)
-		if got != tc.want || (err != nil) != tc.wantErr {
-			t.Errorf("ParseObject(%q) = %q, %v; want %q, error %v", tc.in, got, err, tc.want, tc.wantErr)
-		}
-	}
-}
-
 // Normalize is idempotent: its output, decoded, normalises to itself.
 func TestNormalizeIdempotent(t *testing.T) {
 	recs := []struct {

@@ -2,7 +2,6 @@ package mixpanel
 
 import (
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,16 +15,6 @@ const (
 	Activities Object = "activities" // events
 	Users      Object = "users"      // people profiles
 )
-
-// ParseObject returns the Object named s ("activities" or "users", in any
-// case, surrounding blank space ignored).
-func ParseObject(s string) (Object, error) {
-	switch o := Object(strings.ToLower(strings.TrimSpace(s))); o {
-	case Activities, Users:
-		return o, nil
-	}
-	return "", fmt.Errorf("unknown Mixpanel object %q: want %q or %q", s, Activities, Users)
-}
 
 // CSVShape is FromCSVRow for o; its method value fits
 // recordio.Options.CSVShape.
