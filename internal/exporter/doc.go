@@ -48,6 +48,18 @@
 // "complete": false in its manifest, recorded in the ledger and logged at
 // warn level.
 //
+// # Settings and logs
+//
+// ExportFunction's environment and `cebulk export`'s flags are checked by
+// the same parsers in settings.go ([ParseObjects], [ParseDay],
+// [ParseTimezone], [ParseLag], [ParseMaxJobs]), with the defaults
+// [DefaultObjects], [DefaultLag] and [DefaultMaxJobs].
+//
+// Every log record about a job carries jobId, object, window (an ISO 8601
+// interval) and partition, ceJobId once there is one, attempt and status;
+// the timed steps (starting a CE job, uploading a part, publishing a
+// partition, a whole collect) add their duration as durationMs.
+//
 // # Deviations from the design
 //
 //   - Replacing a published partition (a backfill of a done day), a

@@ -288,11 +288,7 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 // backfill needs the status of those in its range.
 func (e *Exporter) existingJobs(ctx context.Context, object string, pr PlanRequest, backfill bool) error {
 	if Snapshot(object) {
-		at := pr.SnapshotAt
-		if at.IsZero() {
-			at = pr.Now
-		}
-		id := SnapshotJobID(object, at)
+		id := SnapshotJobID(object, pr.snapshotAt())
 		j, _, err := e.jobs.Get(ctx, id)
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
@@ -303,7 +299,7 @@ func (e *Exporter) existingJobs(ctx context.Context, object string, pr PlanReque
 		pr.Jobs[id] = j.Status
 		return nil
 	}
-	prefix := ledger.Prefix + "export-" + object + "-"
+	prefix := ledger.Prefix + jobIDPrefix(object)
 	for info, err := range e.store.List(ctx, e.cfg.Bucket, prefix) {
 		if err != nil {
 			return fmt.Errorf("list jobs of %s: %w", object, err)

@@ -41,13 +41,16 @@ func Snapshot(object string) bool { return object == ObjectUsers }
 
 // DayJobID returns the ledger id of object's window for day (YYYY-MM-DD):
 // export-activities-2026-11-25.
-func DayJobID(object, day string) string { return "export-" + object + "-" + day }
+func DayJobID(object, day string) string { return jobIDPrefix(object) + day }
 
 // SnapshotJobID returns the ledger id of a snapshot of object taken at at
 // (truncated to the hour, UTC): export-users-20261126T020000Z.
 func SnapshotJobID(object string, at time.Time) string {
-	return "export-" + object + "-" + at.UTC().Truncate(time.Hour).Format(snapshotIDLayout)
+	return jobIDPrefix(object) + at.UTC().Truncate(time.Hour).Format(snapshotIDLayout)
 }
+
+// jobIDPrefix is the prefix of every ledger id of object: export-activities-.
+func jobIDPrefix(object string) string { return "export-" + object + "-" }
 
 // Action says what Run does with a planned window.
 type Action string
@@ -99,6 +102,14 @@ type PlanRequest struct {
 	// SnapshotAt names the snapshot of each snapshot object (truncated to
 	// the hour); zero means Now.
 	SnapshotAt time.Time
+}
+
+// snapshotAt is the time naming the snapshots: SnapshotAt, or Now when zero.
+func (r PlanRequest) snapshotAt() time.Time {
+	if r.SnapshotAt.IsZero() {
+		return r.Now
+	}
+	return r.SnapshotAt
 }
 
 // PlanResult is what Plan decided.
@@ -164,11 +175,7 @@ func Plan(r PlanRequest) (PlanResult, error) {
 		switch {
 		case Snapshot(o):
 			// One snapshot per run, backfill or not: a snapshot has no past.
-			at := r.SnapshotAt
-			if at.IsZero() {
-				at = r.Now
-			}
-			w := snapshotWindow(o, at)
+			w := snapshotWindow(o, r.snapshotAt())
 			if _, ok := r.Jobs[w.ID]; ok {
 				res.Skipped = append(res.Skipped, w.ID)
 				break
@@ -307,7 +314,7 @@ func snapshotWindow(object string, at time.Time) PlannedJob {
 // dayOfJobID returns the day of a day job id of object, or "" when id is
 // not one.
 func dayOfJobID(object, id string) string {
-	day, ok := strings.CutPrefix(id, "export-"+object+"-")
+	day, ok := strings.CutPrefix(id, jobIDPrefix(object))
 	if !ok {
 		return ""
 	}

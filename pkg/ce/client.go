@@ -402,10 +402,8 @@ func (c *Client) bareDo(req *http.Request) (*http.Response, error) {
 			}
 			err = unwrapURLError(err)
 			if attempt < c.retry.max && mode.retryTransport(err) {
-				wait := c.backoff(attempt)
-				c.logRetry(ctx, method, path, attempt, 0, err, wait)
-				if serr := c.sleep(ctx, wait); serr != nil {
-					return nil, fmt.Errorf("ce: %s %s: %w", method, path, serr)
+				if serr := c.pause(ctx, method, path, attempt, 0, err, c.backoff(attempt)); serr != nil {
+					return nil, serr
 				}
 				continue
 			}
@@ -416,10 +414,8 @@ func (c *Client) bareDo(req *http.Request) (*http.Response, error) {
 		}
 		apiErr := c.checkResponse(resp, req, method, path)
 		if attempt < c.retry.max && mode.retryResponse(apiErr) {
-			wait := c.retryWait(attempt, apiErr.retryAfter)
-			c.logRetry(ctx, method, path, attempt, apiErr.StatusCode, nil, wait)
-			if serr := c.sleep(ctx, wait); serr != nil {
-				return nil, fmt.Errorf("ce: %s %s: %w", method, path, serr)
+			if serr := c.pause(ctx, method, path, attempt, apiErr.StatusCode, nil, c.retryWait(attempt, apiErr.retryAfter)); serr != nil {
+				return nil, serr
 			}
 			continue
 		}
@@ -427,8 +423,18 @@ func (c *Client) bareDo(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// checkResponse turns a non-2xx response into an *APIError, reading at most
-// 64 KiB of its body, then draining and closing it. Everything CE might
+// pause logs a retry and waits before it. Its error, when the context
+// ends first, is ready to return.
+func (c *Client) pause(ctx context.Context, method, path string, attempt, status int, err error, wait time.Duration) error {
+	c.logRetry(ctx, method, path, attempt, status, err, wait)
+	if serr := c.sleep(ctx, wait); serr != nil {
+		return fmt.Errorf("ce: %s %s: %w", method, path, serr)
+	}
+	return nil
+}
+
+// checkResponse turns a non-2xx response into an *APIError, keeping at most
+// 64 KiB of its body (maxErrorBody), then draining and closing it. Everything CE might
 // echo back is redacted: the credentials, the callback URL of the request
 // and its paging token.
 func (c *Client) checkResponse(resp *http.Response, req *http.Request, method, path string) *APIError {
