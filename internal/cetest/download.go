@@ -5,8 +5,12 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // handleDownload streams the records of a completed download job:
@@ -53,25 +57,125 @@ func (f *Fake) handleDownload(w http.ResponseWriter, r *http.Request, id, object
 		return
 	}
 
+	write := func(dst io.Writer) error {
+		bw := bufio.NewWriterSize(dst, 64<<10)
+		var err error
+		switch kind {
+		case "csv":
+			err = writeCSV(bw, sel)
+		case "jsonl":
+			err = writeJSONL(bw, sel)
+		default:
+			err = writeArray(bw, sel)
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		return err
+	}
+
 	w.Header().Set("Content-Type", ctype)
-	w.WriteHeader(http.StatusOK)
+	w.Header().Set("Accept-Ranges", "bytes")
+	var skip int64
+	if from, ok := rangeFrom(r.Header.Get("Range")); ok && !f.opts.IgnoreRanges {
+		// The body is generated, not stored: one counting pass finds its
+		// size for Content-Range.
+		var size countWriter
+		_ = write(&size)
+		if from >= int64(size) {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+		skip = from
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, size-1, size))
+		w.Header().Set("Content-Length", strconv.FormatInt(int64(size)-from, 10))
+		w.WriteHeader(http.StatusPartialContent)
+	} else {
+		w.Header().Del("Accept-Ranges")
+		if f.opts.IgnoreRanges {
+			w.Header().Set("Accept-Ranges", "none")
+		}
+		w.WriteHeader(http.StatusOK)
+	}
 	cw := &cutWriter{w: w, limit: cut}
-	bw := bufio.NewWriterSize(cw, 64<<10)
-	var err error
-	switch kind {
-	case "csv":
-		err = writeCSV(bw, sel)
-	case "jsonl":
-		err = writeJSONL(bw, sel)
-	default:
-		err = writeArray(bw, sel)
+	var dst io.Writer = cw
+	if f.opts.DownloadRate > 0 {
+		dst = &rateWriter{w: dst, rate: f.opts.DownloadRate, start: time.Now()}
 	}
-	if err == nil {
-		err = bw.Flush()
-	}
+	err := write(&skipWriter{w: dst, skip: skip})
 	if err == nil && cut >= 0 {
 		cw.abort() // the body was shorter than the cut: cut at its end
 	}
+}
+
+// rangeFrom reads "bytes=N-", the one form of Range downloads honour.
+func rangeFrom(h string) (int64, bool) {
+	v, ok := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
+	if !ok {
+		return 0, false
+	}
+	first, rest, ok := strings.Cut(v, "-")
+	if !ok || rest != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(first, 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// countWriter counts and discards.
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// skipWriter discards the first skip bytes written to it.
+type skipWriter struct {
+	w    io.Writer
+	skip int64
+}
+
+func (s *skipWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if s.skip > 0 {
+		d := min(s.skip, int64(len(p)))
+		s.skip -= d
+		p = p[d:]
+	}
+	if len(p) == 0 {
+		return n, nil
+	}
+	if _, err := s.w.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// rateWriter paces writes to about rate bytes per second.
+type rateWriter struct {
+	w     io.Writer
+	rate  int64
+	start time.Time
+	n     int64
+}
+
+func (r *rateWriter) Write(p []byte) (int, error) {
+	const slice = 4 << 10
+	written := 0
+	for len(p) > 0 {
+		k := min(len(p), slice)
+		n, err := r.w.Write(p[:k])
+		written += n
+		r.n += int64(n)
+		if err != nil {
+			return written, err
+		}
+		p = p[k:]
+		due := r.start.Add(time.Duration(float64(r.n) / float64(r.rate) * float64(time.Second)))
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+	}
+	return written, nil
 }
 
 func quote(s string) string { return `"` + s + `"` }

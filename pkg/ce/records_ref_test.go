@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // refRecords splits data into JSON records with encoding/json, the way the
@@ -144,4 +148,39 @@ func FuzzRecordReaderAgreement(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestResumeRecordReader(t *testing.T) {
+	for _, in := range []string{
+		"\xEF\xBB\xBF [ {\"a\":1} ,\n{\"b\":2},{\"c\":[3]} ]\n",
+		"{\"a\":1}\n{\"b\":2}\r\n\n{\"c\":3}",
+		`[{"a":1},{"b":2},{"c":3}`, // not closed: the error survives a resume
+		"{\"a\":1}\n{\"b\":2}\n{\"c\":",
+	} {
+		full, fullFail := refRecords([]byte(in))
+		for k := 0; k <= len(full); k++ {
+			rr := NewRecordReader(strings.NewReader(in))
+			for range k {
+				if _, err := rr.Next(); err != nil {
+					t.Fatalf("%q: Next: %v", in, err)
+				}
+			}
+			p := rr.Position()
+			if p.Records != int64(k) {
+				t.Fatalf("%q: Position().Records = %d, want %d", in, p.Records, k)
+			}
+			res := ResumeRecordReader(strings.NewReader(in[p.Offset:]), p)
+			got, err := readAll(res)
+			if diff := cmp.Diff(full[k:], got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("%q resumed at %+v (-want +got):\n%s", in, p, diff)
+			}
+			var de *DecodeError
+			switch {
+			case fullFail < 0 && err != io.EOF:
+				t.Errorf("%q resumed at %+v: %v, want io.EOF", in, p, err)
+			case fullFail >= 0 && (!errors.As(err, &de) || de.Index != int64(fullFail)):
+				t.Errorf("%q resumed at %+v: %v, want a DecodeError at record %d", in, p, err, fullFail)
+			}
+		}
+	}
 }
