@@ -19,6 +19,7 @@ import (
 	"github.com/cebulk/cebulk/internal/awstest"
 	"github.com/cebulk/cebulk/internal/cetest"
 	"github.com/cebulk/cebulk/internal/exporter"
+	"github.com/cebulk/cebulk/internal/lambdalocal"
 	"github.com/cebulk/cebulk/internal/lambdatest"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/s3stream"
@@ -27,12 +28,13 @@ import (
 // e2e is the real ExportFunction bootstrap under the Lambda runtime
 // emulator, with the CE emulator and moto around it.
 type e2e struct {
-	fn     *lambdatest.Function
-	fake   *cetest.Fake
-	bucket string
-	store  *s3stream.Store
-	jobs   *ledger.Store
-	today  time.Time // midnight UTC
+	fn        *lambdatest.Function
+	invokeAPI *lambdalocal.InvokeAPI
+	fake      *cetest.Fake
+	bucket    string
+	store     *s3stream.Store
+	jobs      *ledger.Store
+	today     time.Time // midnight UTC
 }
 
 // day returns the UTC day offset days from today.
@@ -42,8 +44,14 @@ func (x *e2e) day(offset int) string { return x.today.AddDate(0, 0, offset).Form
 // day before yesterday with a lag of 24h, so exactly that day is due.
 func startE2E(t *testing.T, env map[string]string) *e2e {
 	t.Helper()
+	return startE2EWith(t, cetest.Options{}, 120*time.Second, env)
+}
+
+// startE2EWith is startE2E with CE emulator options and a function timeout.
+func startE2EWith(t *testing.T, ceOpts cetest.Options, timeout time.Duration, env map[string]string) *e2e {
+	t.Helper()
 	awstest.Endpoint(t)
-	srv, fake := cetest.NewServer(t, cetest.Options{})
+	srv, fake := cetest.NewServer(t, ceOpts)
 	x := &e2e{fake: fake, bucket: awstest.NewBucket(t), today: time.Now().UTC().Truncate(24 * time.Hour)}
 	x.store = s3stream.New(awstest.S3(t))
 	x.jobs = ledger.New(x.store, x.bucket)
@@ -62,12 +70,16 @@ func startE2E(t *testing.T, env map[string]string) *e2e {
 		"LOG_LEVEL":             "debug",
 		"AWS_LAMBDA_LOG_FORMAT": "JSON",
 	}
+	api, endpoint := lambdatest.NewInvokeAPI(t)
+	x.invokeAPI = api
+	vars["AWS_ENDPOINT_URL_LAMBDA"] = endpoint
 	for k, v := range env {
 		vars[k] = v
 	}
 	x.fn = lambdatest.Start(t, lambdatest.Build(t, "./functions/export"), lambdatest.Options{
-		Name: "export", Timeout: 120 * time.Second, Env: vars,
+		Name: "export", Timeout: timeout, Env: vars,
 	})
+	api.Register("export", x.fn.Function)
 	return x
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -101,7 +102,7 @@ func (f *Fake) handleDownload(w http.ResponseWriter, r *http.Request, id, object
 	cw := &cutWriter{w: w, limit: cut}
 	var dst io.Writer = cw
 	if f.opts.DownloadRate > 0 {
-		dst = &rateWriter{w: dst, rate: f.opts.DownloadRate, start: time.Now()}
+		dst = &rateWriter{w: dst, rate: f.opts.DownloadRate, at: skip, served: &j.served}
 	}
 	err := write(&skipWriter{w: dst, skip: skip})
 	if err == nil && cut >= 0 {
@@ -150,12 +151,16 @@ func (s *skipWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// rateWriter paces writes to about rate bytes per second.
+// rateWriter paces the bytes past *served (the furthest offset earlier
+// requests reached) to about rate bytes per second; at is the file offset
+// of the next byte written.
 type rateWriter struct {
-	w     io.Writer
-	rate  int64
-	start time.Time
-	n     int64
+	w      io.Writer
+	rate   int64
+	at     int64
+	served *atomic.Int64
+	start  time.Time
+	slow   int64 // bytes paced so far
 }
 
 func (r *rateWriter) Write(p []byte) (int, error) {
@@ -165,15 +170,25 @@ func (r *rateWriter) Write(p []byte) (int, error) {
 		k := min(len(p), slice)
 		n, err := r.w.Write(p[:k])
 		written += n
-		r.n += int64(n)
+		if old := r.served.Load(); r.at+int64(n) > old {
+			fresh := r.at + int64(n) - max(old, r.at)
+			for !r.served.CompareAndSwap(old, max(old, r.at+int64(n))) {
+				old = r.served.Load()
+			}
+			if r.start.IsZero() {
+				r.start = time.Now()
+			}
+			r.slow += fresh
+			due := r.start.Add(time.Duration(float64(r.slow) / float64(r.rate) * float64(time.Second)))
+			if d := time.Until(due); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		r.at += int64(n)
 		if err != nil {
 			return written, err
 		}
 		p = p[k:]
-		due := r.start.Add(time.Duration(float64(r.n) / float64(r.rate) * float64(time.Second)))
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
 	}
 	return written, nil
 }

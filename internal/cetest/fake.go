@@ -96,8 +96,11 @@ type Options struct {
 	// default "Range: bytes=N-" is honoured: 206 with Content-Range
 	// "bytes N-<last>/<size>" (416 when N is at or past the end).
 	IgnoreRanges bool
-	// DownloadRate, when positive, slows every download body to about
-	// that many bytes per second.
+	// DownloadRate, when positive, slows download bodies to about that
+	// many bytes per second, as if CE produced the file while serving it:
+	// only the bytes of a job's file that no earlier request reached are
+	// slowed; bytes served before (a re-download, or the part of a range
+	// already seen) come at full speed.
 	DownloadRate int64
 	// Logger, when set, logs one line per request (method, path, status).
 	// It never logs headers or bodies.

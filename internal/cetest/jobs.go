@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,6 +48,7 @@ type bulkJob struct {
 	errMsg    string
 
 	// download
+	served        atomic.Int64 // furthest byte of the file any request reached (DownloadRate)
 	sel           selection
 	count         int64
 	failedRecords int64 // SetNextJobFailedRecords: failures on top of count

@@ -251,7 +251,9 @@ func (e *Exporter) scaled(ctx context.Context, d time.Duration) time.Duration {
 }
 
 // margin is the safety margin of an invocation.
-func (e *Exporter) margin(ctx context.Context) time.Duration { return e.scaled(ctx, e.cfg.SafetyMargin) }
+func (e *Exporter) margin(ctx context.Context) time.Duration {
+	return e.scaled(ctx, e.cfg.SafetyMargin)
+}
 
 // continueLater ends an invocation whose deadline came after the collect
 // checkpointed progress: the job goes back to PENDING with its checkpoint,
