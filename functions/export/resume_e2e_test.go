@@ -3,10 +3,6 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
-	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -19,23 +15,6 @@ import (
 	"github.com/cebulk/cebulk/internal/cetest"
 	"github.com/cebulk/cebulk/internal/ledger"
 )
-
-// bulkyDay returns about size bytes of activities of day whose
-// properties carry random bytes, so that they compress little and a few
-// S3 parts (5 MiB compressed each) come from a modest download.
-func bulkyDay(day time.Time, size int) []json.RawMessage {
-	var recs []json.RawMessage
-	blob := make([]byte, 600)
-	for n, i := 0, 0; n < size; i++ {
-		_, _ = rand.Read(blob)
-		at := day.Add(time.Duration(i) * time.Second % (24 * time.Hour))
-		rec := fmt.Appendf(nil, `{"event":"Bulky","properties":{"time":%d,"distinct_id":"u-%d","$insert_id":"i-%d","blob":%q}}`,
-			at.Unix(), i%977, i, base64.StdEncoding.EncodeToString(blob))
-		recs = append(recs, rec)
-		n += len(rec) + 1
-	}
-	return recs
-}
 
 // collectDay runs a backfill of day on x and invokes its collect, then
 // waits for every continuation the function queued; it returns the
@@ -87,17 +66,17 @@ func TestE2ECollectAcrossInvocations(t *testing.T) {
 			today := time.Now().UTC().Truncate(24 * time.Hour)
 			dayT := today.AddDate(0, 0, -2)
 			day := dayT.Format(time.DateOnly)
-			recs := bulkyDay(dayT, 24<<20)
+			bulky := cetest.BulkyActivities(7, 24<<20, dayT)
 
 			// The uninterrupted collect: a fast CE, a long timeout.
 			ref := startE2E(t, nil)
-			ref.fake.Seed("activities", recs)
+			ref.fake.SeedGenerated("activities", bulky)
 			want, _ := collectDay(t, ref, day)
 
 			// The interrupted one: CE serves new bytes at 3 MB/s, the
 			// function times out after 5 seconds.
 			x := startE2EWith(t, cetest.Options{DownloadRate: 3e6, IgnoreRanges: tc.ignore}, 5*time.Second, nil)
-			x.fake.Seed("activities", recs)
+			x.fake.SeedGenerated("activities", bulky)
 			got, job := collectDay(t, x, day)
 
 			continuations := 0
@@ -119,9 +98,7 @@ func TestE2ECollectAcrossInvocations(t *testing.T) {
 				t.Errorf("the resumed collect's content (%d bytes) differs from the uninterrupted one's (%d bytes)", len(got), len(want))
 			}
 			var lines []string
-			for _, r := range recs {
-				lines = append(lines, string(r))
-			}
+			bulky.Records(func(r cetest.Record) bool { lines = append(lines, string(r.JSON)); return true })
 			x.checkPartition(t, "activities", "dt="+day, lines)
 
 			published, resumed, ranged := 0, 0, 0

@@ -1,7 +1,9 @@
 package cetest
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math/bits"
 	"math/rand/v2"
 	"sort"
@@ -299,4 +301,32 @@ func lower(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// BulkyActivities returns about size bytes (as JSON lines) of deterministic
+// events of one day, [day, day+24h), each carrying 600 random bytes
+// (base64) in properties.blob: they compress about 1.3x where
+// SampleActivities compress 5x, so that a download of a few MiB fills
+// several 5 MiB multipart parts. Their times repeat every 24h of seconds.
+func BulkyActivities(seed int64, size int64, day time.Time) Generator {
+	records := func(yield func(Record) bool) {
+		rng := rand.New(rand.NewPCG(uint64(seed), 0x62756c6b)) // "bulk"
+		blob := make([]byte, 600)
+		enc := make([]byte, base64.StdEncoding.EncodedLen(len(blob)))
+		var buf []byte
+		for n, i := int64(0), 0; n < size; i++ {
+			for k := range blob {
+				blob[k] = byte(rng.Uint32())
+			}
+			base64.StdEncoding.Encode(enc, blob)
+			at := day.Add(time.Duration(i%86400) * time.Second)
+			buf = fmt.Appendf(buf[:0], `{"event":"Bulky","properties":{"time":%d,"distinct_id":"u-%d","$insert_id":"i-%d","blob":"%s"}}`,
+				at.Unix(), i%977, i, enc)
+			n += int64(len(buf)) + 1
+			if !yield(Record{JSON: buf, Time: at}) {
+				return
+			}
+		}
+	}
+	return Generator{Records: records}
 }
