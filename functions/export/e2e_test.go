@@ -48,7 +48,7 @@ func startE2E(t *testing.T, env map[string]string) *e2e {
 }
 
 // startE2EWith is startE2E with CE emulator options and a function timeout.
-func startE2EWith(t *testing.T, ceOpts cetest.Options, timeout time.Duration, env map[string]string) *e2e {
+func startE2EWith(t testing.TB, ceOpts cetest.Options, timeout time.Duration, env map[string]string) *e2e {
 	t.Helper()
 	awstest.Endpoint(t)
 	srv, fake := cetest.NewServer(t, ceOpts)
@@ -85,7 +85,7 @@ func startE2EWith(t *testing.T, ceOpts cetest.Options, timeout time.Duration, en
 
 // invoke runs the function and decodes its answer; it fails the test when
 // the handler fails.
-func (x *e2e) invoke(t *testing.T, payload any) response {
+func (x *e2e) invoke(t testing.TB, payload any) response {
 	t.Helper()
 	out := x.fn.MustInvoke(t, payload)
 	var resp response

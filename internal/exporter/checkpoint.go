@@ -191,17 +191,17 @@ func (e *Exporter) export(workCtx, ctx context.Context, h *held, st *ce.Job) (ex
 	}
 	in := &countingReader{r: body}
 	rr := ce.ResumeRecordReader(in, cp.Source)
-	var final []byte
+	var last s3stream.Part
 	encErr := enc.run(ctx, rr, in, func(data []byte, at cut) error {
-		if at.last {
-			// The last part is uploaded once the partition can be
-			// published: below.
-			final = append([]byte(nil), data...)
-			return nil
-		}
 		part, err := e.store.UploadPart(ctx, e.cfg.Bucket, key, cp.UploadID, int32(len(cp.Parts)+1), data)
 		if err != nil {
 			return err
+		}
+		if at.last {
+			// Every record is in and checked: the partition is published
+			// below, with this part.
+			last = part
+			return nil
 		}
 		next := *cp
 		next.Parts = append(append([]s3stream.Part(nil), cp.Parts...), part)
@@ -238,11 +238,6 @@ func (e *Exporter) export(workCtx, ctx context.Context, h *held, st *ce.Job) (ex
 		if _, err := e.store.WriteSmall(rctx, e.cfg.Bucket, successKey(job), nil, "application/octet-stream", noCondition); err != nil {
 			e.logJob(ctx, slog.LevelError, "restore the old partition's _SUCCESS", job, slog.String("err", err.Error()))
 		}
-	}
-	last, err := e.store.UploadPart(ctx, e.cfg.Bucket, key, cp.UploadID, int32(len(cp.Parts)+1), final)
-	if err != nil {
-		restore()
-		return out, err
 	}
 	parts := append(append([]s3stream.Part(nil), cp.Parts...), last)
 	if _, err := e.store.CompleteMultipart(ctx, e.cfg.Bucket, key, cp.UploadID, parts); err != nil {

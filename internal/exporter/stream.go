@@ -34,7 +34,7 @@ const (
 	// blockSize is the input of one gzip member: records are compressed in
 	// blocks of about this much JSON, in parallel when there is more than
 	// one CPU; concatenated members are one valid gzip file.
-	blockSize = 1 << 20
+	blockSize = 512 << 10
 	// partSize is the least compressed size of a multipart part (S3's
 	// minimum, 5 MiB, for every part but the last). Each part is whole
 	// gzip members, and the collect checkpoints after each.
@@ -109,7 +109,7 @@ func (c *encoder) run(ctx context.Context, rr *ce.RecordReader, in *countingRead
 	defer cancel(nil)
 	var (
 		wg    sync.WaitGroup
-		nfree = 2*workers + 2
+		nfree = workers + 2
 		free  = make(chan *block, nfree)
 		work  = make(chan *block, nfree)
 		order = make(chan *block, nfree)
@@ -119,8 +119,11 @@ func (c *encoder) run(ctx context.Context, rr *ce.RecordReader, in *countingRead
 	for range nfree {
 		free <- &block{}
 	}
-	spare <- new(bytes.Buffer)
-	spare <- new(bytes.Buffer)
+	for range 2 {
+		// Sized once: a part is cut at the first member past partSize, and
+		// a member is smaller than its block.
+		spare <- bytes.NewBuffer(make([]byte, 0, partSize+blockSize+64<<10))
+	}
 	fail := func(err error) { cancel(err) }
 
 	// Compressors.
