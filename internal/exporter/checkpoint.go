@@ -94,7 +94,7 @@ func (e *Exporter) leaseExpired(job *ledger.Job, now time.Time) bool {
 // dropUpload aborts the multipart upload of a checkpoint that is being
 // abandoned (the job ended, or its CE job was replaced). It runs after the
 // ledger no longer points at the upload, on a fresh context; a failure is
-// logged (the bucket's lifecycle rule removes what is left after a day).
+// logged (the bucket's lifecycle rule removes what is left after 7 days).
 func (e *Exporter) dropUpload(ctx context.Context, job *ledger.Job, cp *checkpoint) {
 	if cp == nil {
 		return
