@@ -300,12 +300,32 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // scans the record without decoding it: the record is valid JSON (the
 // record reader checked it).
 func eventTime(rec []byte) (time.Time, bool) {
-	props, ok := jsonField(rec, "properties")
-	if !ok {
-		return time.Time{}, false
-	}
-	v, ok := jsonField(props, "time")
-	if !ok || len(v) == 0 {
+	// One walk: the last "properties" member wins, and within it the last
+	// "time", as encoding/json decides; the properties object is scanned
+	// once.
+	var v []byte
+	ok := false
+	_, good := walkObject(rec, skipSpace(rec, 0), func(k []byte, escaped bool, vs int) int {
+		if !keyIs(k, escaped, "properties") {
+			return skipValue(rec, vs)
+		}
+		v, ok = nil, false
+		if rec[vs] != '{' {
+			return skipValue(rec, vs)
+		}
+		end, good := walkObject(rec, vs, func(k []byte, escaped bool, vs int) int {
+			ve := skipValue(rec, vs)
+			if ve >= 0 && keyIs(k, escaped, "time") {
+				v, ok = rec[vs:ve], true
+			}
+			return ve
+		})
+		if !good {
+			return -1
+		}
+		return end
+	})
+	if !good || !ok || len(v) == 0 {
 		return time.Time{}, false
 	}
 	if v[0] == '"' {
@@ -357,51 +377,47 @@ func parseInt(b []byte) (int64, bool) {
 	return n, true
 }
 
-// jsonField returns the raw value of member key of the JSON object obj (the
-// last one when the key repeats, as encoding/json decides). obj must be
-// valid JSON; anything unexpected gives false.
-func jsonField(obj []byte, key string) ([]byte, bool) {
-	i := skipSpace(obj, 0)
+// walkObject calls visit for each member of the object that starts at
+// obj[i], with the member's raw key, whether the key holds escapes, and
+// where its value starts; visit returns the index after the value (-1
+// stops the walk). It returns the index after the object, and false when
+// the object is malformed.
+func walkObject(obj []byte, i int, visit func(key []byte, escaped bool, vs int) int) (int, bool) {
 	if i >= len(obj) || obj[i] != '{' {
-		return nil, false
+		return -1, false
 	}
 	i++
-	var found []byte
-	ok := false
 	for {
 		i = skipSpace(obj, i)
 		if i >= len(obj) {
-			return nil, false
+			return -1, false
 		}
 		switch obj[i] {
 		case '}':
-			return found, ok
+			return i + 1, true
 		case ',':
 			i++
 			continue
 		case '"':
 		default:
-			return nil, false
+			return -1, false
 		}
 		ks := i
 		ke, escaped := scanString(obj, i)
 		if ke < 0 {
-			return nil, false
+			return -1, false
 		}
 		i = skipSpace(obj, ke)
 		if i >= len(obj) || obj[i] != ':' {
-			return nil, false
+			return -1, false
 		}
 		i = skipSpace(obj, i+1)
-		vs := i
-		ve := skipValue(obj, i)
-		if ve < 0 {
-			return nil, false
+		if i >= len(obj) {
+			return -1, false
 		}
-		if keyIs(obj[ks:ke], escaped, key) {
-			found, ok = obj[vs:ve], true
+		if i = visit(obj[ks:ke], escaped, i); i < 0 {
+			return -1, false
 		}
-		i = ve
 	}
 }
 
