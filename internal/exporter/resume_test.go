@@ -59,9 +59,12 @@ func partialCollect(t *testing.T, e *env) (id string, want []string) {
 
 	var continued []string
 	e.cfg.Continue = func(_ context.Context, id string) error { continued = append(continued, id); return nil }
-	ex := e.exporter(&stallOnce{CE: e.client, n: 12 << 20}, nil)
+	// The first download stalls after more than one part's worth (5 MiB
+	// compressed is about 7 MiB of these records) until the invocation's
+	// work time (three quarters of 20s) is over.
+	ex := e.exporter(&stallOnce{CE: e.client, n: 9 << 20}, nil)
 	id = mustRun(t, ex, RunRequest{}).Started[0].JobID
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	res, err := ex.Collect(WithInvocation(ctx), id)
 	if err != nil || res.Outcome != OutcomeContinued || len(continued) != 1 || continued[0] != id {
