@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"io"
 	"slices"
 	"strings"
@@ -66,17 +67,25 @@ func TestE2ECollectAcrossInvocations(t *testing.T) {
 			today := time.Now().UTC().Truncate(24 * time.Hour)
 			dayT := today.AddDate(0, 0, -2)
 			day := dayT.Format(time.DateOnly)
-			bulky := cetest.BulkyActivities(7, 24<<20, dayT)
+			// Generated once: the emulator then serves them at memory speed,
+			// even in a -race build.
+			var recs []json.RawMessage
+			var lines []string
+			cetest.BulkyActivities(7, 24<<20, dayT).Records(func(r cetest.Record) bool {
+				recs = append(recs, bytes.Clone(r.JSON))
+				lines = append(lines, string(r.JSON))
+				return true
+			})
 
 			// The uninterrupted collect: a fast CE, a long timeout.
 			ref := startE2E(t, nil)
-			ref.fake.SeedGenerated("activities", bulky)
+			ref.fake.Seed("activities", recs)
 			want, _ := collectDay(t, ref, day)
 
 			// The interrupted one: CE serves new bytes at 3 MB/s, the
 			// function times out after 5 seconds.
 			x := startE2EWith(t, cetest.Options{DownloadRate: 3e6, IgnoreRanges: tc.ignore}, 5*time.Second, nil)
-			x.fake.SeedGenerated("activities", bulky)
+			x.fake.Seed("activities", recs)
 			got, job := collectDay(t, x, day)
 
 			continuations := 0
@@ -97,8 +106,6 @@ func TestE2ECollectAcrossInvocations(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Errorf("the resumed collect's content (%d bytes) differs from the uninterrupted one's (%d bytes)", len(got), len(want))
 			}
-			var lines []string
-			bulky.Records(func(r cetest.Record) bool { lines = append(lines, string(r.JSON)); return true })
 			x.checkPartition(t, "activities", "dt="+day, lines)
 
 			published, resumed, ranged := 0, 0, 0

@@ -80,9 +80,17 @@ func (f *Fake) handleDownload(w http.ResponseWriter, r *http.Request, id, object
 	var skip int64
 	if from, ok := rangeFrom(r.Header.Get("Range")); ok && !f.opts.IgnoreRanges {
 		// The body is generated, not stored: one counting pass finds its
-		// size for Content-Range.
-		var size countWriter
-		_ = write(&size)
+		// size for Content-Range (once per job and format).
+		j.sizeMu.Lock()
+		size, known := countWriter(j.sizes[kind]), j.sizes != nil && j.sizes[kind] > 0
+		if !known {
+			_ = write(&size)
+			if j.sizes == nil {
+				j.sizes = map[string]int64{}
+			}
+			j.sizes[kind] = int64(size)
+		}
+		j.sizeMu.Unlock()
 		if from >= int64(size) {
 			w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
 			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -49,6 +50,8 @@ type bulkJob struct {
 
 	// download
 	served        atomic.Int64 // furthest byte of the file any request reached (DownloadRate)
+	sizeMu        sync.Mutex
+	sizes         map[string]int64 // body size by kind, once a ranged request needed it
 	sel           selection
 	count         int64
 	failedRecords int64 // SetNextJobFailedRecords: failures on top of count
