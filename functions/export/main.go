@@ -42,7 +42,15 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 	if err != nil {
 		return nil, err
 	}
-	self := selfInvoker{api: awsenv.AsyncInvoker{API: awsenv.Lambda(c.AWS)}, name: lambdacontext.FunctionName}
+	invoker := awsenv.AsyncInvoker{API: awsenv.Lambda(c.AWS)}
+	// A collect that reaches its deadline continues in a new invocation.
+	continueCollect := func(ctx context.Context, jobID string) error {
+		payload, err := json.Marshal(map[string]string{"action": "collect", "jobId": jobID})
+		if err != nil {
+			return err
+		}
+		return invoker.InvokeAsync(ctx, lambdacontext.FunctionName, payload)
+	}
 	ex := exporter.New(exporter.Config{
 		Bucket:      cfg.Bucket,
 		Objects:     cfg.Objects,
@@ -52,27 +60,7 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		MaxJobs:     cfg.MaxJobs,
 		CallbackURL: cfg.CallbackURL,
 		Metrics:     os.Stdout, // CloudWatch embedded metric format
-		Continue:    self.collect,
+		Continue:    continueCollect,
 	}, c.CE, c.Store, c.Jobs, c.Log)
 	return &handler{ex: ex, log: c.Log}, nil
-}
-
-// asyncInvoker queues an asynchronous invocation (awsenv.AsyncInvoker).
-type asyncInvoker interface {
-	InvokeAsync(ctx context.Context, function string, payload []byte) error
-}
-
-// selfInvoker re-invokes this function to continue a collect that reached
-// its deadline.
-type selfInvoker struct {
-	api  asyncInvoker
-	name string // AWS_LAMBDA_FUNCTION_NAME
-}
-
-func (s selfInvoker) collect(ctx context.Context, jobID string) error {
-	payload, err := json.Marshal(map[string]string{"action": "collect", "jobId": jobID})
-	if err != nil {
-		return err
-	}
-	return s.api.InvokeAsync(ctx, s.name, payload)
 }

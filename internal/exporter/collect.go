@@ -260,16 +260,12 @@ func (e *Exporter) margin(ctx context.Context) time.Duration {
 // without counting an attempt, and another invocation is queued (without
 // Config.Continue, or when queueing fails, the sweep resumes it).
 func (e *Exporter) continueLater(ctx context.Context, job *ledger.Job, etag string, res CollectResult) (CollectResult, error) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-	defer cancel()
-	j, _, err := e.updateHeld(rctx, job, etag, func(j *ledger.Job) {
-		j.Status = ledger.StatusPending
-		j.LeaseUntil = time.Time{}
-		j.CE = job.CE
-	})
+	j, err := e.release(ctx, job, etag, nil)
 	if err != nil {
 		return res, fmt.Errorf("collect %s: release for the next invocation: %w", job.ID, err)
 	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
 	res.Outcome, res.Status = OutcomeContinued, j.Status
 	attrs := []slog.Attr{}
 	if cp := readCheckpoint(j); cp != nil {

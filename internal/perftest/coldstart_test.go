@@ -42,19 +42,12 @@ func buildProduction(tb testing.TB, pkg, goarch, dir string) string {
 }
 
 func moduleRoot(tb testing.TB) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
+	tb.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || len(strings.TrimSpace(string(out))) == 0 {
+		tb.Fatalf("go env GOMOD: %v", err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		if filepath.Dir(dir) == dir {
-			tb.Fatal("no go.mod")
-		}
-		dir = filepath.Dir(dir)
-	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
 }
 
 // coldStart execs bin with a runtime API stand-in and returns the time

@@ -211,8 +211,6 @@ func (rr *RecordReader) sniff() error {
 	return &DecodeError{Offset: fr.offset(), Err: fmt.Errorf("unexpected first byte %q: want '[' or '{'", c)}
 }
 
-func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
-
 // endOfStream is the error for a stream that ended where start was read:
 // the source's failure, or io.ErrUnexpectedEOF wrapped in what.
 func (rr *RecordReader) endOfStream(start int64, what string) error {

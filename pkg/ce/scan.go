@@ -134,19 +134,10 @@ func scanNumber(b []byte, i int) (int, error) {
 	if j >= len(b) {
 		return 0, errIncomplete
 	}
+	var err error
 	if b[j] == '.' {
-		j++
-		if j >= len(b) {
-			return 0, errIncomplete
-		}
-		if !isDigit(b[j]) {
-			return 0, badChar(b, j, "after decimal point in numeric literal")
-		}
-		for j < len(b) && isDigit(b[j]) {
-			j++
-		}
-		if j >= len(b) {
-			return 0, errIncomplete
+		if j, err = digits(b, j+1, "after decimal point in numeric literal"); err != nil {
+			return 0, err
 		}
 	}
 	if b[j] == 'e' || b[j] == 'E' {
@@ -154,18 +145,27 @@ func scanNumber(b []byte, i int) (int, error) {
 		if j < len(b) && (b[j] == '+' || b[j] == '-') {
 			j++
 		}
-		if j >= len(b) {
-			return 0, errIncomplete
+		if j, err = digits(b, j, "in exponent of numeric literal"); err != nil {
+			return 0, err
 		}
-		if !isDigit(b[j]) {
-			return 0, badChar(b, j, "in exponent of numeric literal")
-		}
-		for j < len(b) && isDigit(b[j]) {
-			j++
-		}
-		if j >= len(b) {
-			return 0, errIncomplete
-		}
+	}
+	return j, nil
+}
+
+// digits scans one or more digits from b[j] (which must not end the
+// number: a number at the end of b is incomplete).
+func digits(b []byte, j int, where string) (int, error) {
+	if j >= len(b) {
+		return 0, errIncomplete
+	}
+	if !isDigit(b[j]) {
+		return 0, badChar(b, j, where)
+	}
+	for j < len(b) && isDigit(b[j]) {
+		j++
+	}
+	if j >= len(b) {
+		return 0, errIncomplete
 	}
 	return j, nil
 }
@@ -207,22 +207,32 @@ func scanValue(b []byte, i, depth int) (int, error) {
 	return 0, badChar(b, i, "looking for beginning of value")
 }
 
-func scanObject(b []byte, i, depth int) (int, error) {
+// enter checks the nesting depth and steps past the opening bracket of
+// the container at b[i] and the white space after it; empty is true (and j
+// after the closing bracket) for an empty container.
+func enter(b []byte, i, depth int, closing byte) (j int, empty bool, err error) {
 	if depth > maxNestingDepth {
-		return 0, &syntaxError{msg: "exceeded max depth", off: i}
+		return 0, false, &syntaxError{msg: "exceeded max depth", off: i}
 	}
-	j := skipWS(b, i+1)
+	j = skipWS(b, i+1)
 	if j >= len(b) {
-		return 0, errIncomplete
+		return 0, false, errIncomplete
 	}
-	if b[j] == '}' {
-		return j + 1, nil
+	if b[j] == closing {
+		return j + 1, true, nil
+	}
+	return j, false, nil
+}
+
+func scanObject(b []byte, i, depth int) (int, error) {
+	j, empty, err := enter(b, i, depth, '}')
+	if err != nil || empty {
+		return j, err
 	}
 	for {
 		if b[j] != '"' {
 			return 0, badChar(b, j, "looking for beginning of object key string")
 		}
-		var err error
 		if j, err = scanString(b, j); err != nil {
 			return 0, err
 		}
@@ -256,18 +266,11 @@ func scanObject(b []byte, i, depth int) (int, error) {
 }
 
 func scanArray(b []byte, i, depth int) (int, error) {
-	if depth > maxNestingDepth {
-		return 0, &syntaxError{msg: "exceeded max depth", off: i}
-	}
-	j := skipWS(b, i+1)
-	if j >= len(b) {
-		return 0, errIncomplete
-	}
-	if b[j] == ']' {
-		return j + 1, nil
+	j, empty, err := enter(b, i, depth, ']')
+	if err != nil || empty {
+		return j, err
 	}
 	for {
-		var err error
 		if j, err = scanValue(b, j, depth); err != nil {
 			return 0, err
 		}
