@@ -1,0 +1,217 @@
+package mixpanel
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// retryPolicy bounds the retries of one call.
+type retryPolicy struct {
+	max                  int           // retries after the first attempt
+	minWait, maxWait     time.Duration // doubling bounds; maxWait also caps Retry-After
+	jitterMin, jitterMax time.Duration // added to every wait
+}
+
+// retryMode says which failures of a request may be sent again.
+type retryMode int
+
+const (
+	// resend: a request that may be sent any number of times (export,
+	// engage query, /import whose events Mixpanel dedupes on $insert_id).
+	// Transient transport errors and 429/502/503/504.
+	resend retryMode = iota
+	// unsentOnly: a profile batch (/engage). Sent again only when it
+	// provably was not written (a transport error before the whole request
+	// went out) or was refused (429, 503); any other failure after the body
+	// went out is an *UnknownOutcomeError.
+	unsentOnly
+)
+
+// bareDo sends req, retrying as mode allows, and returns the first 2xx
+// response with its body unread; the caller closes it. A non-2xx response
+// becomes an *APIError. The request body must be replayable (GetBody).
+// Transport errors are returned without the request URL; when the context
+// has ended, its error is wrapped.
+//
+// With answer400, a 400 response is returned like a 2xx one, body unread:
+// /import and /engage report per-record failures in it, and it may be
+// larger than APIError keeps.
+func (c *Client) bareDo(req *http.Request, mode retryMode, answer400 bool) (*http.Response, error) {
+	ctx := req.Context()
+	method, path := req.Method, apiPath(req)
+	for attempt := 0; ; attempt++ {
+		r, err := c.attempt(req, attempt)
+		if err != nil {
+			return nil, fmt.Errorf("mixpanel: %s %s: rewind body for retry: %v", method, path, err)
+		}
+		var wrote atomic.Bool
+		if mode == unsentOnly {
+			r = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+				WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+			}))
+		}
+		resp, err := c.httpClient.Do(r)
+		if err != nil {
+			err = unwrapURLError(err)
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				err = ctxErr
+			}
+			if mode == unsentOnly && wrote.Load() {
+				return nil, &UnknownOutcomeError{Err: fmt.Errorf("mixpanel: %s %s: %w", method, path, err)}
+			}
+			if ctx.Err() == nil && attempt < c.retry.max && transientTransportError(err) {
+				if serr := c.pause(ctx, method, path, attempt, 0, err, c.backoff(attempt)); serr != nil {
+					return nil, serr
+				}
+				continue
+			}
+			return nil, fmt.Errorf("mixpanel: %s %s: %w", method, path, err)
+		}
+		if (resp.StatusCode >= 200 && resp.StatusCode < 300) || (answer400 && resp.StatusCode == http.StatusBadRequest) {
+			return resp, nil
+		}
+		apiErr := c.checkResponse(resp, r)
+		retry := apiErr.retryable()
+		if mode == unsentOnly {
+			retry = apiErr.refusal()
+			if !retry && apiErr.StatusCode >= 500 && apiErr.StatusCode != http.StatusNotImplemented {
+				return nil, &UnknownOutcomeError{Err: apiErr}
+			}
+		}
+		if retry && attempt < c.retry.max {
+			if serr := c.pause(ctx, method, path, attempt, apiErr.StatusCode, nil, c.retryWait(attempt, apiErr.retryAfter)); serr != nil {
+				return nil, serr
+			}
+			continue
+		}
+		return nil, apiErr
+	}
+}
+
+// attempt returns req itself for the first attempt and a copy with a fresh
+// body for later ones.
+func (c *Client) attempt(req *http.Request, attempt int) (*http.Request, error) {
+	if attempt == 0 {
+		return req, nil
+	}
+	r := req.Clone(req.Context())
+	if req.Body == nil || req.Body == http.NoBody {
+		return r, nil
+	}
+	if req.GetBody == nil {
+		return nil, errors.New("body cannot be replayed")
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return nil, err
+	}
+	r.Body = body
+	return r, nil
+}
+
+// pause logs a retry and waits before it. Its error, when the context ends
+// first, is ready to return.
+func (c *Client) pause(ctx context.Context, method, path string, attempt, status int, err error, wait time.Duration) error {
+	attrs := []slog.Attr{
+		slog.String("method", method),
+		slog.String("path", path),
+		slog.Int("attempt", attempt+1),
+		slog.Duration("wait", wait),
+	}
+	if status != 0 {
+		attrs = append(attrs, slog.Int("status", status))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", c.redact(err.Error())))
+	}
+	c.logger.LogAttrs(ctx, slog.LevelWarn, "mixpanel: retrying request", attrs...)
+	if serr := c.sleep(ctx, wait); serr != nil {
+		return fmt.Errorf("mixpanel: %s %s: %w", method, path, serr)
+	}
+	return nil
+}
+
+// backoff returns the wait before retry number attempt+1: minWait doubled
+// attempt times, capped at maxWait, plus the jitter.
+func (c *Client) backoff(attempt int) time.Duration {
+	lo, hi := c.retry.minWait, c.retry.maxWait
+	d := hi
+	if attempt < 62 && lo > 0 {
+		if u := lo << attempt; u > 0 && u < hi && u>>attempt == lo {
+			d = u
+		}
+	}
+	if lo == 0 {
+		d = 0
+	}
+	return d + c.jitterWait()
+}
+
+// jitterWait returns a uniform wait between jitterMin and jitterMax.
+func (c *Client) jitterWait() time.Duration {
+	lo, hi := c.retry.jitterMin, c.retry.jitterMax
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(c.jitter(int64(hi-lo)+1))
+}
+
+// retryWait honours a Retry-After header (capped at maxWait, plus the
+// jitter) and otherwise backs off.
+func (c *Client) retryWait(attempt int, retryAfter string) time.Duration {
+	if d, ok := parseRetryAfter(retryAfter, c.now()); ok {
+		return min(d, c.retry.maxWait) + c.jitterWait()
+	}
+	return c.backoff(attempt)
+}
+
+// parseRetryAfter parses a Retry-After value: delta seconds or an HTTP date.
+// A date in the past means no wait. ok is false when v is absent or invalid.
+func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		const maxSecs = int64(1<<63-1) / int64(time.Second)
+		return time.Duration(min(secs, maxSecs)) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// transientTransportError reports whether a transport error may go away on
+// a second attempt. Certificate problems, bad URLs and context errors do
+// not.
+func transientTransportError(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var (
+		unknownAuthority x509.UnknownAuthorityError
+		hostname         x509.HostnameError
+		invalidCert      x509.CertificateInvalidError
+		verification     *tls.CertificateVerificationError
+	)
+	if errors.As(err, &unknownAuthority) || errors.As(err, &hostname) ||
+		errors.As(err, &invalidCert) || errors.As(err, &verification) {
+		return false
+	}
+	msg := err.Error()
+	return !strings.Contains(msg, "stopped after") && !strings.Contains(msg, "unsupported protocol scheme")
+}
