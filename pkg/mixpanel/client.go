@@ -1,7 +1,6 @@
 package mixpanel
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/cebulk/cebulk/internal/httpapi"
 )
 
 const (
@@ -27,9 +28,6 @@ const (
 	defaultJitterMax   = 5 * time.Second
 	defaultConcurrency = 10
 
-	// maxDrain is the most bytes read from a response body before closing it,
-	// so that the connection can be reused without reading a huge body.
-	maxDrain = 64 << 10
 	// maxJSONResponse bounds a JSON answer decoded in memory (an engage
 	// page, an import answer); export data never goes through it.
 	maxJSONResponse = 64 << 20
@@ -355,34 +353,6 @@ func newRedactor(values ...string) *strings.Replacer {
 // redact removes every credential from s.
 func (c *Client) redact(s string) string { return c.secrets.redactor.Replace(s) }
 
-func parseBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // drop the URL itself from the message
-		}
-		return nil, fmt.Errorf("mixpanel: invalid base URL: %v", err)
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("mixpanel: invalid base URL: want an absolute http or https URL, got scheme %q", u.Scheme)
-	case u.Host == "":
-		return nil, errors.New("mixpanel: invalid base URL: no host")
-	case u.User != nil:
-		return nil, errors.New("mixpanel: invalid base URL: must not contain user info")
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return nil, errors.New("mixpanel: invalid base URL: must not have a query or fragment")
-	}
-	if !strings.HasSuffix(u.Path, "/") {
-		u.Path += "/"
-		if u.RawPath != "" {
-			u.RawPath += "/"
-		}
-	}
-	return u, nil
-}
-
 // defaultHTTPClient has no overall Timeout (it would cut long exports); the
 // transport bounds connection setup and the wait for headers. Exports of
 // large days may take minutes before the first byte, hence the generous
@@ -474,7 +444,7 @@ func (c *Client) checkResponse(resp *http.Response, req *http.Request) *APIError
 		}
 		e.Status = c.redact(rawText(payload.Status))
 	} else {
-		e.Message = firstLine(c.redact(string(raw)), 200)
+		e.Message = httpapi.FirstLine(c.redact(string(raw)), 200)
 	}
 	if len(raw) > 0 {
 		body := []byte(c.redact(string(raw)))
@@ -486,61 +456,20 @@ func (c *Client) checkResponse(resp *http.Response, req *http.Request) *APIError
 // redactSlack is how many bytes past the kept body are read for redaction.
 const redactSlack = 4 << 10
 
-// rawText returns a JSON string's value, or the compact text of any other
-// JSON value; "" for null or absent.
-func rawText(raw json.RawMessage) string {
-	if len(raw) == 0 || string(raw) == "null" {
-		return ""
+// parseBaseURL checks one API base URL.
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := httpapi.ParseBaseURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("mixpanel: %v", err)
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		return s
-	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
-		return ""
-	}
-	return b.String()
+	return u, nil
 }
 
-// firstLine returns the first non-empty line of a non-JSON body, at most n bytes.
-func firstLine(body string, n int) string {
-	s := strings.TrimSpace(body)
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "") + "..."
-	}
-	return s
-}
-
-// unwrapURLError drops *url.Error, whose message contains the full request
-// URL, keeping only its cause.
-func unwrapURLError(err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) && uerr.Err != nil {
-		return uerr.Err
-	}
-	return err
-}
-
-func drainAndClose(body io.ReadCloser) {
-	_, _ = io.CopyN(io.Discard, body, maxDrain)
-	_ = body.Close()
-}
-
-// sleepContext waits for d or until ctx is done, whichever comes first.
-func sleepContext(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// Shorthands for the shared HTTP plumbing.
+var (
+	rawText         = httpapi.RawText
+	unwrapURLError  = httpapi.UnwrapURLError
+	drainAndClose   = httpapi.DrainAndClose
+	sleepContext    = httpapi.Sleep
+	parseRetryAfter = httpapi.ParseRetryAfter
+)

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
+
+	"github.com/cebulk/cebulk/internal/httpapi"
 )
 
 // maxErrorBody is the most bytes of an error response kept in APIError.Body.
@@ -54,22 +55,11 @@ type APIError struct {
 // Error returns a message such as
 // "mixpanel: POST import: 401 Unauthorized: Invalid credentials".
 func (e *APIError) Error() string {
-	var b strings.Builder
-	b.WriteString("mixpanel: ")
-	b.WriteString(e.Method)
-	b.WriteString(" ")
-	b.WriteString(e.Path)
-	b.WriteString(": ")
-	b.WriteString(strconv.Itoa(e.StatusCode))
-	if text := http.StatusText(e.StatusCode); text != "" {
-		b.WriteString(" ")
-		b.WriteString(text)
-	}
+	msg := httpapi.StatusLine("mixpanel", e.Method, e.Path, e.StatusCode)
 	if e.Message != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Message)
+		msg += ": " + e.Message
 	}
-	return b.String()
+	return msg
 }
 
 // Is reports whether target is the sentinel for e's status code:

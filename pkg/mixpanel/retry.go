@@ -2,17 +2,14 @@ package mixpanel
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptrace"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/cebulk/cebulk/internal/httpapi"
 )
 
 // retryPolicy bounds the retries of one call.
@@ -69,7 +66,7 @@ func (c *Client) bareDo(req *http.Request, mode retryMode, answer400 bool) (*htt
 			if mode == unsentOnly && wrote.Load() {
 				return nil, &UnknownOutcomeError{Err: fmt.Errorf("mixpanel: %s %s: %w", method, path, err)}
 			}
-			if ctx.Err() == nil && attempt < c.retry.max && transientTransportError(err) {
+			if ctx.Err() == nil && attempt < c.retry.max && httpapi.TransientTransportError(err) {
 				if serr := c.pause(ctx, method, path, attempt, 0, err, c.backoff(attempt)); serr != nil {
 					return nil, serr
 				}
@@ -104,19 +101,7 @@ func (c *Client) attempt(req *http.Request, attempt int) (*http.Request, error) 
 	if attempt == 0 {
 		return req, nil
 	}
-	r := req.Clone(req.Context())
-	if req.Body == nil || req.Body == http.NoBody {
-		return r, nil
-	}
-	if req.GetBody == nil {
-		return nil, errors.New("body cannot be replayed")
-	}
-	body, err := req.GetBody()
-	if err != nil {
-		return nil, err
-	}
-	r.Body = body
-	return r, nil
+	return httpapi.Rewind(req)
 }
 
 // pause logs a retry and waits before it. Its error, when the context ends
@@ -173,45 +158,4 @@ func (c *Client) retryWait(attempt int, retryAfter string) time.Duration {
 		return min(d, c.retry.maxWait) + c.jitterWait()
 	}
 	return c.backoff(attempt)
-}
-
-// parseRetryAfter parses a Retry-After value: delta seconds or an HTTP date.
-// A date in the past means no wait. ok is false when v is absent or invalid.
-func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0, false
-		}
-		const maxSecs = int64(1<<63-1) / int64(time.Second)
-		return time.Duration(min(secs, maxSecs)) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
-}
-
-// transientTransportError reports whether a transport error may go away on
-// a second attempt. Certificate problems, bad URLs and context errors do
-// not.
-func transientTransportError(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	var (
-		unknownAuthority x509.UnknownAuthorityError
-		hostname         x509.HostnameError
-		invalidCert      x509.CertificateInvalidError
-		verification     *tls.CertificateVerificationError
-	)
-	if errors.As(err, &unknownAuthority) || errors.As(err, &hostname) ||
-		errors.As(err, &invalidCert) || errors.As(err, &verification) {
-		return false
-	}
-	msg := err.Error()
-	return !strings.Contains(msg, "stopped after") && !strings.Contains(msg, "unsupported protocol scheme")
 }
