@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -193,4 +194,24 @@ func Rewind(req *http.Request) (*http.Request, error) {
 	}
 	r.Body = body
 	return r, nil
+}
+
+// RetryAttrs are the attributes of a "retrying request" log record: the
+// method, the sanitised path, the attempt, the wait, the status (when
+// there is one) and the error text (already redacted by the caller, when
+// there is one). Never URLs, headers or bodies.
+func RetryAttrs(method, path string, attempt, status int, errText string, wait time.Duration) []slog.Attr {
+	attrs := []slog.Attr{
+		slog.String("method", method),
+		slog.String("path", path),
+		slog.Int("attempt", attempt),
+		slog.Duration("wait", wait),
+	}
+	if status != 0 {
+		attrs = append(attrs, slog.Int("status", status))
+	}
+	if errText != "" {
+		attrs = append(attrs, slog.String("error", errText))
+	}
+	return attrs
 }

@@ -103,17 +103,10 @@ func (c *Client) retryWait(attempt int, retryAfter string) time.Duration {
 
 // logRetry records one retry; it never logs URLs, headers or bodies.
 func (c *Client) logRetry(ctx context.Context, method, path string, attempt, status int, err error, wait time.Duration) {
-	attrs := []slog.Attr{
-		slog.String("method", method),
-		slog.String("path", path),
-		slog.Int("attempt", attempt+1),
-		slog.Duration("wait", wait),
-	}
-	if status != 0 {
-		attrs = append(attrs, slog.Int("status", status))
-	}
+	var errText string
 	if err != nil {
-		attrs = append(attrs, slog.String("error", c.redact(err.Error())))
+		errText = c.redact(err.Error())
 	}
+	attrs := httpapi.RetryAttrs(method, path, attempt+1, status, errText, wait)
 	c.logger.LogAttrs(ctx, slog.LevelWarn, "ce: retrying request", attrs...)
 }

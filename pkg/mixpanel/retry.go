@@ -107,18 +107,11 @@ func (c *Client) attempt(req *http.Request, attempt int) (*http.Request, error) 
 // pause logs a retry and waits before it. Its error, when the context ends
 // first, is ready to return.
 func (c *Client) pause(ctx context.Context, method, path string, attempt, status int, err error, wait time.Duration) error {
-	attrs := []slog.Attr{
-		slog.String("method", method),
-		slog.String("path", path),
-		slog.Int("attempt", attempt+1),
-		slog.Duration("wait", wait),
-	}
-	if status != 0 {
-		attrs = append(attrs, slog.Int("status", status))
-	}
+	var errText string
 	if err != nil {
-		attrs = append(attrs, slog.String("error", c.redact(err.Error())))
+		errText = c.redact(err.Error())
 	}
+	attrs := httpapi.RetryAttrs(method, path, attempt+1, status, errText, wait)
 	c.logger.LogAttrs(ctx, slog.LevelWarn, "mixpanel: retrying request", attrs...)
 	if serr := c.sleep(ctx, wait); serr != nil {
 		return fmt.Errorf("mixpanel: %s %s: %w", method, path, serr)
