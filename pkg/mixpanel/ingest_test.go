@@ -620,3 +620,29 @@ func TestUpdateProfilesNeverResentBlindly(t *testing.T) {
 		})
 	}
 }
+
+// An /import batch whose answer is lost is sent again: Mixpanel dedupes
+// events on $insert_id, so a second copy is harmless (contrast with
+// TestUpdateProfilesNeverResentBlindly).
+func TestImportResentAfterLostAnswer(t *testing.T) {
+	c, mux, sleeps, _ := setup(t)
+	srv := &importServer{t: t}
+	var calls atomic.Int32
+	mux.HandleFunc("POST /import", func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			io.Copy(io.Discard, r.Body)
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
+		srv.handle(w, r)
+	})
+	sum, err := c.Import(t.Context(), seq(1, event(1, ""), event(2, "")), IngestOptions{})
+	if err != nil || sum.Imported != 2 {
+		t.Fatalf("summary %+v, err %v; want 2 imported", sum, err)
+	}
+	if calls.Load() != 2 || len(sleeps.recorded()) != 1 {
+		t.Errorf("requests = %d, waits %v; want 2 requests after one wait", calls.Load(), sleeps.recorded())
+	}
+}
