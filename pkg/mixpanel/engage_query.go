@@ -61,6 +61,10 @@ func (q ProfileQuery) form() (url.Values, error) {
 	return f, nil
 }
 
+// defaultPageSize is the engage query's page size, used when an answer
+// does not say.
+const defaultPageSize = 1000
+
 // EngagePage is one page of an engage query answer:
 // {"page":0,"page_size":1000,"session_id":"…","status":"ok","total":N,"results":[…]}.
 type EngagePage struct {
@@ -105,7 +109,8 @@ func (p *EngagePage) check() error {
 // Profiles runs an engage query (POST /api/query/engage) and yields every
 // profile of every page as one stream, in Mixpanel's order: page 0 without
 // a session, then the session_id of the first answer with page 1, 2, …
-// until a page holds fewer than page_size profiles (or none).
+// until a page holds fewer than page_size profiles (1000 when the answer
+// does not say), or none.
 //
 // Each page is one query of the Query API's 60 an hour, so a snapshot of N
 // profiles costs about N/1000 queries. Pages are retried like every
@@ -143,7 +148,11 @@ func (c *Client) Profiles(ctx context.Context, q ProfileQuery) iter.Seq2[json.Ra
 				}
 				yielded++
 			}
-			if len(p.Results) == 0 || len(p.Results) < p.PageSize || p.PageSize == 0 {
+			pageSize := p.PageSize
+			if pageSize == 0 {
+				pageSize = defaultPageSize // an answer without page_size: Mixpanel's size
+			}
+			if len(p.Results) < pageSize {
 				return
 			}
 			if session == "" {

@@ -116,6 +116,7 @@ func TestProfilesEndConditions(t *testing.T) {
 	}{
 		{"single short page", map[int]string{0: "engage-page2.json"}, 1, false},
 		{"full page then empty page", map[int]string{0: "engage-page0.json", 1: "empty"}, 2, false},
+		{"no page_size: Mixpanel's 1000", map[int]string{0: "no-size"}, 1, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,6 +127,10 @@ func TestProfilesEndConditions(t *testing.T) {
 				page := 0
 				json.Unmarshal([]byte(r.PostForm.Get("page")), &page)
 				calls++
+				if tt.pages[page] == "no-size" {
+					w.Write([]byte(`{"page":0,"session_id":"s","status":"ok","results":[{"$distinct_id":"a"},{"$distinct_id":"b"}]}`))
+					return
+				}
 				if tt.pages[page] == "empty" {
 					w.Write([]byte(`{"page":1,"page_size":2,"session_id":"1234567890-EXAMPL","status":"ok","total":2,"results":[]}`))
 					return
