@@ -194,3 +194,10 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+func mustDecode(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("decode %q: %v", b, err)
+	}
+}

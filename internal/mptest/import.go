@@ -278,7 +278,7 @@ func checkEvent(raw json.RawMessage, now time.Time) (Event, *failedRecord) {
 			setFail(bad("properties."+k, "'properties.%s' is invalid: string should be valid utf8", k))
 			continue
 		}
-		if msg := checkValue(v, 1); msg != "" {
+		if msg := checkValue(v, 2); msg != "" {
 			setFail(bad("properties."+k, "'properties.%s' is invalid: %s", k, msg))
 		}
 	}
@@ -288,7 +288,9 @@ func checkEvent(raw json.RawMessage, now time.Time) (Event, *failedRecord) {
 	return storedEvent(name, at, props, now), nil
 }
 
-// checkValue checks nesting, nested key counts and array lengths.
+// checkValue checks nesting, nested key counts and array lengths. depth
+// is the level of raw: the properties object is level 1, so a property's
+// value is level 2 and an object may appear down to level 3.
 func checkValue(raw json.RawMessage, depth int) string {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || (raw[0] != '{' && raw[0] != '[') {

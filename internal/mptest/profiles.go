@@ -182,7 +182,7 @@ func (f *Fake) checkUpdate(raw json.RawMessage) (profileUpdate, string, string) 
 			case u.op == "$union" && (len(bytes.TrimSpace(v)) == 0 || bytes.TrimSpace(v)[0] != '['):
 				return u, u.op + "." + k, fmt.Sprintf("'$union.%s' must be a JSON array", k)
 			}
-			if msg := checkValue(v, 1); msg != "" {
+			if msg := checkValue(v, 2); msg != "" {
 				return u, u.op + "." + k, fmt.Sprintf("'%s.%s' is invalid: %s", u.op, k, msg)
 			}
 		}
