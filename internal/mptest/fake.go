@@ -1,10 +1,12 @@
 package mptest
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -346,6 +348,10 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if ft != nil {
 		if ft.Delay > 0 {
+			// Read the (small) body first: only then does the server
+			// notice a client that gives up, which ends the wait.
+			head, _ := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+			r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(head), r.Body))
 			t := time.NewTimer(ft.Delay)
 			select {
 			case <-t.C:

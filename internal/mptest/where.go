@@ -14,11 +14,11 @@ import (
 type where []cond
 
 type cond struct {
-	name    string
-	op      string // == != > >= < <= defined undefined
-	str     string
-	num     float64
-	isNum   bool
+	name  string
+	op    string // == != > >= < <= defined undefined
+	str   string
+	num   float64
+	isNum bool
 }
 
 // parseWhere parses expr; an empty expr matches everything. Anything else
