@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -17,17 +16,8 @@ import (
 var bannerField = regexp.MustCompile(`(?m)^  (username|secret|project id|project token):\s+(\S+)$`)
 
 func TestEmulatorCommandMixpanel(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, []string{"emulator", "-api", "mixpanel", "-addr", "127.0.0.1:0", "-events", "240", "-users", "20",
-			"-days", "2", "-seed", "1", "-mp-page-size", "8"}, pw, io.Discard)
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	b := readBanner(t, pr)
+	b, stop := startEmulator(t, "-api", "mixpanel", "-addr", "127.0.0.1:0", "-events", "240", "-users", "20",
+		"-days", "2", "-seed", "1", "-mp-page-size", "8")
 	fields := map[string]string{}
 	for _, m := range bannerField.FindAllStringSubmatch(b.text, -1) {
 		fields[m[1]] = m[2]
@@ -100,14 +90,9 @@ func TestEmulatorCommandMixpanel(t *testing.T) {
 		t.Errorf("export after the import = %d with %d lines, want 121 with the imported event", code, strings.Count(string(body), "\n"))
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("emulator command returned %v after cancel, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("emulator command did not stop after cancel")
+	stop()
+	if _, err := http.Get(b.base + "/import"); err == nil {
+		t.Errorf("the emulator still answers after it stopped")
 	}
 }
 
