@@ -115,7 +115,9 @@
 //
 // The export and the engage query each count calls per rolling hour
 // ([Options.ExportPerHour], [Options.QueryPerHour], 60 by default) and the
-// export 3 per second; beyond, 429. [Fake.Fail] injects a status (429,
+// export 3 per second; at most [Options.ExportConcurrency] (100) exports
+// and [Options.QueryConcurrency] (5) engage queries run at once (a call
+// refused for that is not counted); beyond any of these, 429. [Fake.Fail] injects a status (429,
 // 5xx, …), with or without Retry-After, for a number of calls or until an
 // instant, and a Delay that holds the answer (a timeout); [Fake.FailNext]
 // is the one-call form; [Fake.CutNextExport] cuts an export's connection

@@ -97,10 +97,12 @@ func (f *Fake) handleExport(w http.ResponseWriter, r *http.Request) {
 		f.writeStatus(w, r, RouteExport, http.StatusBadRequest, msg)
 		return
 	}
-	if !f.allow(RouteExport) {
+	done, ok := f.admit(RouteExport)
+	if !ok {
 		f.writeStatus(w, r, RouteExport, http.StatusTooManyRequests, rateLimitMessage)
 		return
 	}
+	defer done()
 	f.mu.Lock()
 	gen := f.gen
 	stored := f.store.between(eq.from, eq.to)
@@ -136,7 +138,7 @@ func (f *Fake) handleExport(w http.ResponseWriter, r *http.Request) {
 		n++
 		return eq.limit == 0 || n < eq.limit
 	}
-	ok := true
+	ok = true
 	if gen != nil {
 		gen(eq.from, eq.to, func(ev Event) bool {
 			ok = emit(&ev)

@@ -93,6 +93,10 @@ type Options struct {
 	// negative value removes the limit. ExportPerSecond (3) also applies to
 	// the export unless ExportPerHour is negative.
 	ExportPerHour, QueryPerHour int
+	// ExportConcurrency and QueryConcurrency are how many exports and
+	// engage queries may run at once (defaults 100 and 5, as documented);
+	// one more is answered 429 and not counted towards the hourly limit.
+	ExportConcurrency, QueryConcurrency int
 	// MaxImportBytes is the largest uncompressed /import body (default
 	// MaxImportBytes); a bigger one is answered 413.
 	MaxImportBytes int64
@@ -127,8 +131,9 @@ type Fake struct {
 	faults    []*fault
 	cuts      []int64
 	windows   map[Route][]time.Time // start times of counted calls, oldest first
-	imported  int64                 // events accepted by /import, duplicates included
-	dupes     int64                 // events that replaced an identical stored event
+	inflight  map[Route]int
+	imported  int64 // events accepted by /import, duplicates included
+	dupes     int64 // events that replaced an identical stored event
 	discarded int64
 }
 
@@ -165,6 +170,12 @@ func NewFake(opts Options) *Fake {
 	if opts.QueryPerHour == 0 {
 		opts.QueryPerHour = DefaultHourlyLimit
 	}
+	if opts.ExportConcurrency <= 0 {
+		opts.ExportConcurrency = 100
+	}
+	if opts.QueryConcurrency <= 0 {
+		opts.QueryConcurrency = 5
+	}
 	if opts.MaxImportBytes <= 0 {
 		opts.MaxImportBytes = MaxImportBytes
 	}
@@ -174,6 +185,7 @@ func NewFake(opts Options) *Fake {
 		profiles: newProfileStore(),
 		sessions: map[string]*session{},
 		windows:  map[Route][]time.Time{},
+		inflight: map[Route]int{},
 	}
 }
 
@@ -479,6 +491,32 @@ func basicAuth(h string) (user, pass string, ok bool) {
 }
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// admit starts a call of route (export or engage query) if its concurrency
+// and rate limits allow it; the caller calls done when the call ends.
+func (f *Fake) admit(route Route) (done func(), ok bool) {
+	limit := f.opts.QueryConcurrency
+	if route == RouteExport {
+		limit = f.opts.ExportConcurrency
+	}
+	f.mu.Lock()
+	if f.inflight[route] >= limit {
+		f.mu.Unlock()
+		return nil, false
+	}
+	f.inflight[route]++
+	f.mu.Unlock()
+	done = func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.inflight[route]--
+	}
+	if !f.allow(route) {
+		done()
+		return nil, false
+	}
+	return done, true
+}
 
 // allow counts a call of route against its rolling-hour limit (and the
 // export's per-second limit) and reports whether it may be served.

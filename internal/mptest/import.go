@@ -88,7 +88,6 @@ func (f *Fake) handleImport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	f.mu.Lock()
 	now := f.now()
 	var failed []failedRecord
 	var good []Event
@@ -101,17 +100,7 @@ func (f *Fake) handleImport(w http.ResponseWriter, r *http.Request) {
 		}
 		good = append(good, ev)
 	}
-	for _, ev := range good {
-		f.imported++
-		if f.opts.DiscardImports {
-			f.discarded++
-			continue
-		}
-		if f.store.put(ev) {
-			f.dupes++
-		}
-	}
-	f.mu.Unlock()
+	f.storeEvents(good)
 
 	if len(failed) == 0 || q.Get("strict") != "1" {
 		writeJSON(w, http.StatusOK, importAnswer{Code: 200, Imported: len(good), Status: "OK"})
@@ -123,6 +112,22 @@ func (f *Fake) handleImport(w http.ResponseWriter, r *http.Request) {
 		ans.FailedRecords = append(ans.FailedRecords, fr.fields(f.insertIDKey()))
 	}
 	writeJSON(w, http.StatusBadRequest, ans)
+}
+
+// storeEvents stores accepted events, deduplicated, and counts them.
+func (f *Fake) storeEvents(good []Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ev := range good {
+		f.imported++
+		if f.opts.DiscardImports {
+			f.discarded++
+			continue
+		}
+		if f.store.put(ev) {
+			f.dupes++
+		}
+	}
 }
 
 func (f *Fake) insertIDKey() string {

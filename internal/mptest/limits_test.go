@@ -165,3 +165,29 @@ func TestCutNextExport(t *testing.T) {
 		t.Errorf("next export = %d with %d lines, want the whole day", r.code, len(lines(t, r.body)))
 	}
 }
+
+func TestExportConcurrency(t *testing.T) {
+	e := newEnv(t, mptest.Options{ExportConcurrency: 1})
+	entered, release := make(chan struct{}), make(chan struct{})
+	e.fake.SetGenerator(func(from, to time.Time, yield func(mptest.Event) bool) {
+		select {
+		case entered <- struct{}{}:
+			<-release // the first export waits here, in flight
+		default:
+		}
+	})
+	first := make(chan response, 1)
+	go func() { first <- e.export(day("2026-11-24")) }()
+	<-entered
+	r := e.export(day("2026-11-24"))
+	if diff := cmp.Diff(r.json(t), rateLimited); r.code != http.StatusTooManyRequests || diff != "" {
+		t.Errorf("second concurrent export = %d %s", r.code, diff)
+	}
+	close(release)
+	if r := <-first; r.code != 200 {
+		t.Errorf("first export = %d, want 200", r.code)
+	}
+	if r := e.export(day("2026-11-24")); r.code != 200 {
+		t.Errorf("export after the first ended = %d, want 200", r.code)
+	}
+}

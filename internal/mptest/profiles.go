@@ -89,12 +89,7 @@ func (f *Fake) handleEngage(w http.ResponseWriter, r *http.Request) {
 		}
 		good = append(good, u)
 	}
-	f.mu.Lock()
-	for _, u := range good {
-		f.applyUpdate(u)
-		f.updates = append(f.updates, u.raw)
-	}
-	f.mu.Unlock()
+	f.apply(good)
 
 	switch {
 	case strict && len(failed) == 0:
@@ -198,6 +193,16 @@ func isString(raw json.RawMessage) bool {
 	return ok
 }
 
+// apply applies valid updates in order and records them.
+func (f *Fake) apply(good []profileUpdate) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, u := range good {
+		f.applyUpdate(u)
+		f.updates = append(f.updates, u.raw)
+	}
+}
+
 // applyUpdate changes the profile store; f.mu is held.
 func (f *Fake) applyUpdate(u profileUpdate) {
 	if u.op == "$delete" {
@@ -229,10 +234,12 @@ func (f *Fake) applyUpdate(u profileUpdate) {
 			if has && !isFloat(old) {
 				continue // Mixpanel ignores $add on a non-number
 			}
-			p[k] = n + v.(float64)
+			add, _ := v.(float64)
+			p[k] = n + add
 		case "$union":
 			list, _ := old.([]any)
-			for _, x := range v.([]any) {
+			more, _ := v.([]any)
+			for _, x := range more {
 				if !slices.ContainsFunc(list, func(y any) bool { return reflect.DeepEqual(x, y) }) {
 					list = append(list, x)
 				}

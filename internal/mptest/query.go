@@ -183,10 +183,12 @@ func (f *Fake) handleEngageQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	params := fmt.Sprintf("where=%q distinct_id=%q distinct_ids=%q output_properties=%q",
 		form.Get("where"), form.Get("distinct_id"), form.Get("distinct_ids"), form.Get("output_properties"))
-	if !f.allow(RouteEngageQuery) {
+	done, ok := f.admit(RouteEngageQuery)
+	if !ok {
 		f.writeStatus(w, r, RouteEngageQuery, http.StatusTooManyRequests, rateLimitMessage)
 		return
 	}
+	defer done()
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
