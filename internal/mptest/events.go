@@ -223,15 +223,35 @@ func storedEvent(name string, at time.Time, props map[string]json.RawMessage, no
 	ev := Event{Name: name, Time: at, Processed: now.UnixMilli()}
 	ev.DistinctID = jsonText(props["distinct_id"])
 	ev.InsertID = jsonText(props["$insert_id"])
-	rest := make(map[string]json.RawMessage, len(props))
+	keys := make([]string, 0, len(props))
+	size := 2
 	for k, v := range props {
 		switch k {
 		case "time", "distinct_id", "$insert_id", "mp_processing_time_ms", "token":
 		default:
-			rest[k] = v
+			keys = append(keys, k)
+			size += len(k) + len(v) + 4
 		}
 	}
-	ev.Props, _ = json.Marshal(rest)
+	slices.Sort(keys)
+	b := make([]byte, 0, size)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		v := bytes.TrimSpace(props[k])
+		if bytes.ContainsAny(v, "\n\r\t ") {
+			var c bytes.Buffer
+			if json.Compact(&c, v) == nil {
+				v = c.Bytes()
+			}
+		}
+		b = append(b, v...)
+	}
+	ev.Props = append(b, '}')
 	return ev
 }
 

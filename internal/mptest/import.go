@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -227,7 +229,7 @@ func checkEvent(raw json.RawMessage, now time.Time) (Event, *failedRecord) {
 			}
 		}
 	}
-	for k := range rec {
+	for _, k := range slices.Sorted(maps.Keys(rec)) {
 		if k != "event" && k != "properties" {
 			setFail(bad(k, "'%s' is not allowed: an event has only event and properties", k))
 		}
@@ -278,7 +280,8 @@ func checkEvent(raw json.RawMessage, now time.Time) (Event, *failedRecord) {
 	if len(props) > maxProperties {
 		setFail(bad("properties", "'properties' is invalid: an event must have fewer than 255 properties"))
 	}
-	for k, v := range props {
+	for _, k := range slices.Sorted(maps.Keys(props)) { // the first failure in key order
+		v := props[k]
 		if !utf8.Valid(v) || !utf8.ValidString(k) {
 			setFail(bad("properties."+k, "'properties.%s' is invalid: string should be valid utf8", k))
 			continue

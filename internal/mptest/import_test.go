@@ -2,13 +2,16 @@ package mptest_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -204,4 +207,41 @@ func TestImportRequestRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkImport measures what one /import of 2000 gzip'd events costs
+// the emulator (validation, dedupe keys, no storage).
+func BenchmarkImport(b *testing.B) {
+	f := mptest.NewFake(mptest.Options{DiscardImports: true, Now: func() time.Time { return start }})
+	first := start.Add(-48 * time.Hour).Truncate(24 * time.Hour)
+	var buf bytes.Buffer
+	n := 0
+	mptest.SampleEvents(1, 2000, 500, first, first.AddDate(0, 0, 1))(first, first.AddDate(0, 0, 1), func(e mptest.Event) bool {
+		props := map[string]any{}
+		_ = json.Unmarshal(e.Props, &props)
+		props["time"], props["distinct_id"], props["$insert_id"] = e.Time.Unix(), e.DistinctID, e.InsertID
+		line, _ := json.Marshal(map[string]any{"event": e.Name, "properties": props})
+		buf.Write(append(line, '\n'))
+		n++
+		return true
+	})
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	zw.Write(buf.Bytes())
+	zw.Close()
+	body := zb.Bytes()
+	b.SetBytes(int64(buf.Len()))
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/import?strict=1&project_id="+mptest.DefaultProjectID, bytes.NewReader(body))
+		req.Header.Set("Authorization", saAuth)
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		req.Header.Set("Content-Encoding", "gzip")
+		w := httptest.NewRecorder()
+		f.ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatalf("import = %d %s", w.Code, w.Body)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -144,16 +145,20 @@ func (f *Fake) checkUpdate(raw json.RawMessage) (profileUpdate, string, string) 
 	if u.id == "" || (!isNumber(rec["$distinct_id"]) && !isString(rec["$distinct_id"])) {
 		return u, "$distinct_id", "'$distinct_id' is required and must be a non-empty string"
 	}
-	for k := range rec {
+	keys := slices.Sorted(maps.Keys(rec))
+	for _, k := range keys {
 		if !slices.Contains(profileOps, k) && !slices.Contains(profileMeta, k) {
 			return u, k, fmt.Sprintf("'%s' is not a profile operation", k)
 		}
-		if slices.Contains(profileOps, k) {
-			if u.op != "" {
-				return u, k, fmt.Sprintf("only one operation per update: got %s and %s", u.op, k)
-			}
-			u.op, u.value = k, rec[k]
+	}
+	for _, k := range profileOps { // in the documented order
+		if _, ok := rec[k]; !ok {
+			continue
 		}
+		if u.op != "" {
+			return u, k, fmt.Sprintf("only one operation per update: got %s and %s", u.op, k)
+		}
+		u.op, u.value = k, rec[k]
 	}
 	if u.op == "" {
 		return u, "", "an update needs one of " + strings.Join(profileOps, ", ")
@@ -170,7 +175,8 @@ func (f *Fake) checkUpdate(raw json.RawMessage) (profileUpdate, string, string) 
 		if json.Unmarshal(u.value, &m) != nil || m == nil {
 			return u, u.op, fmt.Sprintf("'%s' must be a JSON object", u.op)
 		}
-		for k, v := range m {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			v := m[k]
 			switch {
 			case u.op == "$add" && !isNumber(v):
 				return u, u.op + "." + k, fmt.Sprintf("'$add.%s' must be a number", k)
