@@ -257,8 +257,7 @@ func storedEvent(name string, at time.Time, props map[string]json.RawMessage, no
 
 // jsonText is a JSON string's value, or the JSON text of any other value.
 func jsonText(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
+	if s, ok := stringValue(raw); ok {
 		return s
 	}
 	return string(raw)

@@ -350,6 +350,9 @@ func validInsertID(s string) bool {
 }
 
 func stringValue(raw json.RawMessage) (string, bool) {
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && bytes.IndexByte(raw[1:n-1], '\\') < 0 && bytes.IndexByte(raw[1:n-1], '"') < 0 {
+		return string(raw[1 : n-1]), true // no escapes: the bytes are the value
+	}
 	var s string
 	if raw == nil || json.Unmarshal(raw, &s) != nil {
 		return "", false
