@@ -123,4 +123,6 @@
 // is the one-call form; [Fake.CutNextExport] cuts an export's connection
 // mid-body. [Fake.Requests] records every request (route, method, path,
 // query, encodings, status; never credentials or bodies).
+// [Fake.Transport] serves the handler in memory, for tests under
+// testing/synctest.
 package mptest
