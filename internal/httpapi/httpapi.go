@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -97,6 +98,18 @@ func TransientTransportError(err error) bool {
 	}
 	msg := err.Error()
 	return !strings.Contains(msg, "stopped after") && !strings.Contains(msg, "unsupported protocol scheme")
+}
+
+// NeverSent reports whether err proves that no byte of the request reached
+// the server: the connection (or the proxy connection) could not be
+// established. DNS failures and "connection refused" are dial errors.
+func NeverSent(err error) bool {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return opErr.Op == "dial" || opErr.Op == "proxyconnect"
+	}
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr)
 }
 
 // UnwrapURLError drops *url.Error, whose message contains the full request

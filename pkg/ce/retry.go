@@ -2,9 +2,7 @@ package ce
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -49,7 +47,7 @@ func (m retryMode) retryTransport(err error) bool {
 	case retryIdempotent:
 		return httpapi.TransientTransportError(err)
 	case retryRefusals:
-		return neverSent(err)
+		return httpapi.NeverSent(err)
 	}
 	return false
 }
@@ -62,18 +60,6 @@ func (m retryMode) retryResponse(e *APIError) bool {
 		return e.refusal()
 	}
 	return false
-}
-
-// neverSent reports whether err proves that no byte of the request reached
-// the server: the connection (or the proxy connection) could not be
-// established. DNS failures and "connection refused" are dial errors.
-func neverSent(err error) bool {
-	var opErr *net.OpError
-	if errors.As(err, &opErr) {
-		return opErr.Op == "dial" || opErr.Op == "proxyconnect"
-	}
-	var dnsErr *net.DNSError
-	return errors.As(err, &dnsErr)
 }
 
 // backoff returns the wait before retry number attempt+1: full jitter

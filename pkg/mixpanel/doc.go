@@ -80,7 +80,7 @@
 //     retried only until its body is handed to the caller, and every
 //     attempt counts toward the rate limit of 60 queries an hour;
 //   - an /engage batch is resent only when it provably never went out
-//     (the connection failed before the request was written) or Mixpanel
+//     (the connection could not be established) or Mixpanel
 //     refused it (429, 503). Any other failure after the body went out is
 //     an [*UnknownOutcomeError]: profile operations such as $add are not
 //     idempotent.

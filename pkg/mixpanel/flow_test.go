@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cebulk/cebulk/internal/mptest"
@@ -443,4 +445,79 @@ func BenchmarkFlowImport(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// TestFlowDefaultRetriesInSynctest runs the client with its default retry
+// policy (2s doubling to 60s plus 1s to 5s of jitter, 6 retries) against
+// the emulator in memory inside a synctest bubble, so that the real waits
+// cost no real time.
+func TestFlowDefaultRetriesInSynctest(t *testing.T) {
+	tests := []struct {
+		name         string
+		fault        mptest.Fault
+		wantRequests int
+		wantStatus   int // 0: success
+		lo, hi       time.Duration
+	}{
+		{"three 429s", mptest.Fault{Status: 429, Times: 3}, 4, 0, 2*time.Second + 4*time.Second + 8*time.Second + 3*time.Second, 14*time.Second + 15*time.Second},
+		{"429 with Retry-After 30", mptest.Fault{Status: 429, RetryAfter: "30", Times: 1}, 2, 0, 31 * time.Second, 35 * time.Second},
+		{"Retry-After over the cap", mptest.Fault{Status: 503, RetryAfter: "3600", Times: 1}, 2, 0, 61 * time.Second, 65 * time.Second},
+		{"503 until the retries are spent", mptest.Fault{Status: 503, Times: 10}, 7, 503, 122*time.Second + 6*time.Second, 122*time.Second + 30*time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := mptest.NewFake(mptest.Options{})
+				c, err := mixpanel.NewClient(emuCreds, mixpanel.WithBaseURL(mptest.InMemoryBaseURL),
+					mixpanel.WithHTTPClient(&http.Client{Transport: f.Transport()}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.Fail(mptest.RouteImport, tt.fault)
+				ts := time.Now().Add(-time.Hour).Unix()
+				data := []json.RawMessage{json.RawMessage(fmt.Sprintf(`{"event":"e","properties":{"time":%d,"distinct_id":"u1","$insert_id":"st-1"}}`, ts))}
+				began := time.Now()
+				sum, err := c.Import(t.Context(), records(data), mixpanel.IngestOptions{})
+				waited := time.Since(began)
+				if tt.wantStatus == 0 && (err != nil || sum.Imported != 1) {
+					t.Fatalf("summary %+v, err %v", sum, err)
+				}
+				var apiErr *mixpanel.APIError
+				if tt.wantStatus != 0 && (!errors.As(err, &apiErr) || apiErr.StatusCode != tt.wantStatus) {
+					t.Fatalf("err = %v, want status %d", err, tt.wantStatus)
+				}
+				if n := f.Count(mptest.RouteImport); n != tt.wantRequests {
+					t.Errorf("requests = %d, want %d", n, tt.wantRequests)
+				}
+				if waited < tt.lo || waited > tt.hi {
+					t.Errorf("waited %v of bubble time, want between %v and %v", waited, tt.lo, tt.hi)
+				}
+			})
+		})
+	}
+}
+
+// TestFlowProfileTimeoutInSynctest: through a transport that reports no
+// write progress (the emulator's in-memory one), a profile batch held past
+// the caller's deadline is still an unknown outcome, never resent.
+func TestFlowProfileTimeoutInSynctest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := mptest.NewFake(mptest.Options{})
+		c, err := mixpanel.NewClient(emuCreds, mixpanel.WithBaseURL(mptest.InMemoryBaseURL),
+			mixpanel.WithHTTPClient(&http.Client{Transport: f.Transport()}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Fail(mptest.RouteEngage, mptest.Fault{Delay: time.Hour})
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		_, err = c.UpdateProfiles(ctx, records([]json.RawMessage{json.RawMessage(`{"$distinct_id":"a","$add":{"n":1}}`)}), mixpanel.IngestOptions{})
+		var unknown *mixpanel.UnknownOutcomeError
+		if !errors.As(err, &unknown) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want an *UnknownOutcomeError wrapping the deadline", err)
+		}
+		if n := f.Count(mptest.RouteEngage); n != 1 {
+			t.Errorf("engage requests = %d, want 1", n)
+		}
+	})
 }

@@ -319,7 +319,7 @@ func (c *Client) ImportBatch(ctx context.Context, records []Record) (*BatchResul
 //
 // Profile updates such as $add are not idempotent, so a batch is sent
 // again only when it provably did not reach Mixpanel (the connection
-// failed before the request was written) or Mixpanel refused it (429,
+// could not be established) or Mixpanel refused it (429,
 // 503). When the answer is lost after the body went out, or a gateway
 // answers 500, 502 or 504, the batch fails with a *BatchError wrapping an
 // *UnknownOutcomeError and is not resent. A 200 answer of "0", or a verbose

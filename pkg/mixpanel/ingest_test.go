@@ -2,6 +2,7 @@ package mixpanel
 
 import (
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -644,5 +645,20 @@ func TestImportResentAfterLostAnswer(t *testing.T) {
 	}
 	if calls.Load() != 2 || len(sleeps.recorded()) != 1 {
 		t.Errorf("requests = %d, waits %v; want 2 requests after one wait", calls.Load(), sleeps.recorded())
+	}
+}
+
+// A profile batch whose context ended before it was sent is a plain
+// context error: nothing went out, so its outcome is known.
+func TestUpdateProfilesCanceledBeforeSending(t *testing.T) {
+	c, mux, _, _ := setup(t)
+	var calls atomic.Int32
+	mux.HandleFunc("POST /engage", func(w http.ResponseWriter, r *http.Request) { calls.Add(1) })
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := c.UpdateProfileBatch(ctx, []Record{{1, json.RawMessage(`{"$distinct_id":"a","$add":{"n":1}}`)}})
+	var unknown *UnknownOutcomeError
+	if !errors.Is(err, context.Canceled) || errors.As(err, &unknown) || calls.Load() != 0 {
+		t.Errorf("err = %v after %d requests, want a plain context.Canceled and none sent", err, calls.Load())
 	}
 }

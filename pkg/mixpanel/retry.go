@@ -28,9 +28,8 @@ const (
 	// Transient transport errors and 429/502/503/504.
 	resend retryMode = iota
 	// unsentOnly: a profile batch (/engage). Sent again only when it
-	// provably was not written (a transport error before the whole request
-	// went out) or was refused (429, 503); any other failure after the body
-	// went out is an *UnknownOutcomeError.
+	// provably never went out (a dial error) or was refused (429, 503); any
+	// other failure is an *UnknownOutcomeError.
 	unsentOnly
 )
 
@@ -47,6 +46,9 @@ func (c *Client) bareDo(req *http.Request, mode retryMode, answer400 bool) (*htt
 	ctx := req.Context()
 	method, path := req.Method, apiPath(req)
 	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil { // nothing of this attempt went out
+			return nil, fmt.Errorf("mixpanel: %s %s: %w", method, path, err)
+		}
 		r, err := c.attempt(req, attempt)
 		if err != nil {
 			return nil, fmt.Errorf("mixpanel: %s %s: rewind body for retry: %v", method, path, err)
@@ -63,7 +65,11 @@ func (c *Client) bareDo(req *http.Request, mode retryMode, answer400 bool) (*htt
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				err = ctxErr
 			}
-			if mode == unsentOnly && wrote.Load() {
+			// A profile batch is sent again only when it provably never went
+			// out: a dial error, before the transport reported the request
+			// written. Anything else (a reset, a timeout, a transport that
+			// reports nothing) may have reached Mixpanel.
+			if mode == unsentOnly && (wrote.Load() || !httpapi.NeverSent(err)) {
 				return nil, &UnknownOutcomeError{Err: fmt.Errorf("mixpanel: %s %s: %w", method, path, err)}
 			}
 			if ctx.Err() == nil && attempt < c.retry.max && httpapi.TransientTransportError(err) {
