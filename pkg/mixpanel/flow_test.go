@@ -447,6 +447,18 @@ func BenchmarkFlowImport(b *testing.B) {
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
+// inMemory returns an emulator and a client with the default retry policy
+// that reaches it in memory, for synctest bubbles.
+func inMemory(t *testing.T) (*mixpanel.Client, *mptest.Fake) {
+	f := mptest.NewFake(mptest.Options{})
+	c, err := mixpanel.NewClient(emuCreds, mixpanel.WithBaseURL(mptest.InMemoryBaseURL),
+		mixpanel.WithHTTPClient(&http.Client{Transport: f.Transport()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, f
+}
+
 // TestFlowDefaultRetriesInSynctest runs the client with its default retry
 // policy (2s doubling to 60s plus 1s to 5s of jitter, 6 retries) against
 // the emulator in memory inside a synctest bubble, so that the real waits
@@ -467,12 +479,7 @@ func TestFlowDefaultRetriesInSynctest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				f := mptest.NewFake(mptest.Options{})
-				c, err := mixpanel.NewClient(emuCreds, mixpanel.WithBaseURL(mptest.InMemoryBaseURL),
-					mixpanel.WithHTTPClient(&http.Client{Transport: f.Transport()}))
-				if err != nil {
-					t.Fatal(err)
-				}
+				c, f := inMemory(t)
 				f.Fail(mptest.RouteImport, tt.fault)
 				ts := time.Now().Add(-time.Hour).Unix()
 				data := []json.RawMessage{json.RawMessage(fmt.Sprintf(`{"event":"e","properties":{"time":%d,"distinct_id":"u1","$insert_id":"st-1"}}`, ts))}
@@ -502,16 +509,11 @@ func TestFlowDefaultRetriesInSynctest(t *testing.T) {
 // the caller's deadline is still an unknown outcome, never resent.
 func TestFlowProfileTimeoutInSynctest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := mptest.NewFake(mptest.Options{})
-		c, err := mixpanel.NewClient(emuCreds, mixpanel.WithBaseURL(mptest.InMemoryBaseURL),
-			mixpanel.WithHTTPClient(&http.Client{Transport: f.Transport()}))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, f := inMemory(t)
 		f.Fail(mptest.RouteEngage, mptest.Fault{Delay: time.Hour})
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
-		_, err = c.UpdateProfiles(ctx, records([]json.RawMessage{json.RawMessage(`{"$distinct_id":"a","$add":{"n":1}}`)}), mixpanel.IngestOptions{})
+		_, err := c.UpdateProfiles(ctx, records([]json.RawMessage{json.RawMessage(`{"$distinct_id":"a","$add":{"n":1}}`)}), mixpanel.IngestOptions{})
 		var unknown *mixpanel.UnknownOutcomeError
 		if !errors.As(err, &unknown) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v, want an *UnknownOutcomeError wrapping the deadline", err)
