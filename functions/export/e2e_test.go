@@ -43,12 +43,20 @@ func (x *e2e) day(offset int) string { return x.today.AddDate(0, 0, offset).Form
 // day before yesterday with a lag of 24h, so exactly that day is due.
 func startE2E(t *testing.T, env map[string]string) *e2e {
 	t.Helper()
+	return startE2EWith(t, env, lambdatest.StackOptions{})
+}
+
+// startE2EWith starts one function on a stack configured by opts (its
+// SecretARN is set here).
+func startE2EWith(t *testing.T, env map[string]string, opts lambdatest.StackOptions) *e2e {
+	t.Helper()
 	awstest.Endpoint(t)
 	srv, fake := cetest.NewServer(t, cetest.Options{})
 	secret := awstest.NewSecret(t, fmt.Sprintf(`{"userSecret":%q,"organizationSecret":%q,"elementToken":%q}`,
 		cetest.DefaultUserSecret, cetest.DefaultOrgSecret, cetest.DefaultElementToken))
 	// The function runs with exactly ExportFunction's role from template.yaml.
-	st := lambdatest.NewStack(t, lambdatest.StackOptions{SecretARN: secret})
+	opts.SecretARN = secret
+	st := lambdatest.NewStack(t, opts)
 	x := &e2e{fake: fake, stack: st, bucket: st.Bucket, today: time.Now().UTC().Truncate(24 * time.Hour)}
 	x.store = s3stream.New(awstest.S3(t))
 	x.jobs = ledger.New(x.store, x.bucket)
