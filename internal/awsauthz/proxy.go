@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -48,6 +49,7 @@ type Proxy struct {
 
 	mu         sync.Mutex
 	principals map[string]principal // by access key id
+	cache      map[string]Answer    // evaluations, by principal, role and request
 	admin      map[string]bool
 	denials    []Denial
 }
@@ -107,7 +109,8 @@ func NewProxy(o Options) (*Proxy, error) {
 	if err != nil || up.Host == "" {
 		return nil, fmt.Errorf("awsauthz: upstream %q: %v", o.Upstream, err)
 	}
-	p := &Proxy{o: o, upstream: up, principals: map[string]principal{}, admin: map[string]bool{}, hc: &http.Client{Timeout: 10 * time.Second}}
+	p := &Proxy{o: o, upstream: up, principals: map[string]principal{}, admin: map[string]bool{}, cache: map[string]Answer{},
+		hc: &http.Client{Timeout: 10 * time.Second}}
 	if o.Lambda != "" {
 		if p.lambda, err = url.Parse(o.Lambda); err != nil {
 			return nil, fmt.Errorf("awsauthz: lambda upstream %q: %v", o.Lambda, err)
@@ -259,7 +262,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.c = c
 	for _, ch := range c.Checks {
-		a, err := p.evaluate(&pr, ch, r.TLS, pr.fn)
+		a, err := p.evaluate(&pr, ch, r.TLS, false)
 		if err != nil {
 			awsError(w, r, service, http.StatusInternalServerError, "InternalError", err.Error())
 			return
@@ -276,9 +279,46 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
 }
 
-// evaluate asks the evaluator whether fn's role (plus the bucket policy) allows ch.
-func (p *Proxy) evaluate(pr *principal, ch check, cs *tls.ConnectionState, fn Function) (Answer, error) {
-	now := time.Now().UTC()
+// evaluate asks the evaluator whether fn's role (plus the bucket policy)
+// allows ch. Answers are cached: the evaluator needs milliseconds for a
+// request (most of it matching the ARN to a resource type), and a function
+// repeats the same requests (multipart parts, polling); the time keys are
+// whole minutes so a cached answer is at most a minute old.
+func (p *Proxy) evaluate(pr *principal, ch check, cs *tls.ConnectionState, reference bool) (Answer, error) {
+	req := p.request(pr, ch, cs, reference)
+	keys := slices.Sorted(maps.Keys(req.Context))
+	var key strings.Builder
+	key.WriteString(pr.session + "\x00" + strconv.FormatBool(reference) + "\x00" + ch.Action + "\x00" + ch.Resource)
+	for _, k := range keys {
+		key.WriteString("\x00" + k + "=" + req.Context[k])
+	}
+	p.mu.Lock()
+	a, ok := p.cache[key.String()]
+	p.mu.Unlock()
+	if ok {
+		return a, nil
+	}
+	a, err := p.o.Evaluator.Evaluate(req)
+	if err != nil {
+		return a, err
+	}
+	p.mu.Lock()
+	if len(p.cache) > 50000 {
+		clear(p.cache)
+	}
+	p.cache[key.String()] = a
+	p.mu.Unlock()
+	return a, nil
+}
+
+// request is the evaluation of ch for pr's enforced role (or the template's
+// role when reference is set), with the request's condition keys.
+func (p *Proxy) request(pr *principal, ch check, cs *tls.ConnectionState, reference bool) Request {
+	fn := pr.fn
+	if reference {
+		fn = pr.reference
+	}
+	now := time.Now().UTC().Truncate(time.Minute)
 	ctx := map[string]string{
 		"aws:SecureTransport":  strconv.FormatBool(cs != nil),
 		"aws:PrincipalArn":     fn.Role.ARN,
@@ -312,7 +352,7 @@ func (p *Proxy) evaluate(pr *principal, ch check, cs *tls.ConnectionState, fn Fu
 	for _, pol := range fn.Policies {
 		req.IdentityPolicies = append(req.IdentityPolicies, NamedPolicy{Name: pol.Name, Policy: pol.Document})
 	}
-	return p.o.Evaluator.Evaluate(req)
+	return req
 }
 
 // denial describes a refused check, naming what would allow it.
@@ -329,7 +369,7 @@ func (p *Proxy) denial(pr *principal, c call, ch check, a Answer, cs *tls.Connec
 		return d
 	}
 	if pr.reference.LogicalID != "" {
-		if ra, err := p.evaluate(pr, ch, cs, pr.reference); err == nil && ra.Allowed() {
+		if ra, err := p.evaluate(pr, ch, cs, true); err == nil && ra.Allowed() {
 			for _, s := range ra.Grants {
 				names = append(names, s.Name())
 			}
@@ -364,7 +404,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		return nil
 	}
 	ch := check{Action: "s3:ListBucket", Resource: "arn:aws:s3:::" + st.c.Bucket}
-	a, err := p.evaluate(st.p, ch, st.tls, st.p.fn)
+	a, err := p.evaluate(st.p, ch, st.tls, false)
 	if err != nil {
 		return err
 	}
