@@ -35,6 +35,9 @@ for _ in $(seq 1 100); do
 done
 curl -fs "http://127.0.0.1:$port/moto-api/" >/dev/null || { echo "with-stack: moto_server did not answer on port $port" >&2; exit 2; }
 
+# The IAM evaluator the authorising proxy asks (test-only npm tool, pinned; a no-op when installed).
+make -C "$root" --no-print-directory -s iam-simulate
+
 # The Lambda Runtime Interface Emulator, built from go.mod's tool directive.
 (cd "$root" && go build -o "$state/bin/aws-lambda-rie" github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie)
 
