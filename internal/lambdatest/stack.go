@@ -37,6 +37,7 @@ type Stack struct {
 
 	mu     sync.Mutex
 	expect bool
+	keys   map[string]string // access key id by logical id
 }
 
 // StackOptions configure NewStack.
@@ -175,6 +176,17 @@ func (s *Stack) ExpectDenials() {
 	s.mu.Unlock()
 }
 
+// AccessKey returns the access key id of the function logicalID started last
+// (empty before Start). A stand-in acting for Lambda with the function's
+// execution role (e.g. sending a failed event to the on-failure destination
+// "<stack>-FailureQueue" with sqs:SendMessage) signs with it and sends to
+// URL, so the role's grant is checked as AWS checks it.
+func (s *Stack) AccessKey(logicalID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys[logicalID]
+}
+
 // Denials returns the requests refused so far.
 func (s *Stack) Denials() []awsauthz.Denial { return s.proxy.Denials() }
 
@@ -195,6 +207,12 @@ func (s *Stack) Start(t testing.TB, logicalID, bootstrap string, opts Options) *
 	if err := s.proxy.AddPrincipal(key, logicalID); err != nil {
 		t.Fatal(err)
 	}
+	s.mu.Lock()
+	if s.keys == nil {
+		s.keys = map[string]string{}
+	}
+	s.keys[logicalID] = key
+	s.mu.Unlock()
 	if opts.Name == "" {
 		opts.Name = fn.Name
 	}
