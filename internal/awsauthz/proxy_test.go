@@ -186,7 +186,7 @@ func TestProxy(t *testing.T) {
 		{name: "own secret", key: "WEBHOOKKEY", service: "secretsmanager", method: "POST", path: "/", header: sm, body: `{"SecretId":"` + secretARN + `"}`,
 			status: 200, forwarded: true},
 		{name: "another secret", key: "WEBHOOKKEY", service: "secretsmanager", method: "POST", path: "/", header: sm,
-			body: `{"SecretId":"arn:aws:secretsmanager:us-east-1:123456789012:secret:other-AbCdEf"}`,
+			body:   `{"SecretId":"arn:aws:secretsmanager:us-east-1:123456789012:secret:other-AbCdEf"}`,
 			status: 400, inBody: `"__type":"AccessDeniedException"`, reason: "ImplicitlyDenied"},
 		{name: "webhook invokes export", key: "WEBHOOKKEY", service: "lambda", method: "POST", path: "/2015-03-31/functions/stk-export/invocations",
 			header: map[string]string{"X-Amz-Invocation-Type": "Event"}, status: 200, forwarded: true},

@@ -3,13 +3,20 @@ package lambdatest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/cebulk/cebulk/internal/awsauthz"
 	"github.com/cebulk/cebulk/internal/awstest"
@@ -185,6 +192,28 @@ func (s *Stack) AccessKey(logicalID string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.keys[logicalID]
+}
+
+// AWSConfig returns an SDK configuration that acts as the function
+// logicalID (started with Start): its access key, the proxy's endpoint, a
+// client trusting the proxy's CA.
+func (s *Stack) AWSConfig(t testing.TB, logicalID string) aws.Config {
+	t.Helper()
+	key := s.AccessKey(logicalID)
+	if key == "" {
+		t.Fatalf("AWSConfig(%s): the function was not started", logicalID)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(shared.ca.PEM)
+	hc := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	})
+	return aws.Config{
+		Region: awsauthz.Region, BaseEndpoint: aws.String(s.URL), HTTPClient: hc,
+		Credentials:                credentials.NewStaticCredentialsProvider(key, "secret-of-"+key, ""),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	}
 }
 
 // Denials returns the requests refused so far.
