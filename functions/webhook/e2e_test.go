@@ -134,6 +134,11 @@ func TestEndToEnd(t *testing.T) {
 	if r := get(t, gateway.URL+"/jobs/export-activities-2026-11-20"); r.status != 200 || !strings.Contains(r.body, `"status":"DONE"`) || strings.Contains(r.body, "tokenHash") {
 		t.Errorf("GET /jobs = %d %s, want the DONE job without its token hash", r.status, r.body)
 	}
+	// An unknown job is a 404: S3 answers the webhook's GET of the missing
+	// ledger record 404 (not 403) because its role may list the bucket.
+	if r := get(t, gateway.URL+"/jobs/export-activities-1999-01-01"); r.status != http.StatusNotFound {
+		t.Errorf("GET /jobs of an unknown job = %d %s, want 404", r.status, r.body)
+	}
 	if r := get(t, gateway.URL+"/healthz"); r.status != 200 {
 		t.Errorf("GET /healthz = %d", r.status)
 	}
