@@ -49,5 +49,16 @@ export CEBULK_RIE="$state/bin/aws-lambda-rie"
 # Integration and end-to-end tests fail instead of skipping when this is set.
 export CEBULK_STACK=1
 
+# Each run reports its own unused IAM grants (internal/lambdatest writes them).
+rm -f "$state"/iam/used-*.json "$state/iam/unused.txt"
+
 echo "with-stack: moto on $AWS_ENDPOINT_URL (log: $state/moto.log), rie at $CEBULK_RIE" >&2
+set +e
 "$@"
+rc=$?
+set -e
+if [ -s "$state/iam/unused.txt" ]; then
+  n=$(grep -vc '^#' "$state/iam/unused.txt" || true)
+  echo "with-stack: $n template.yaml grant(s) allowed no request of the tests that ran: $state/iam/unused.txt" >&2
+fi
+exit "$rc"
