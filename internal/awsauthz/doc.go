@@ -19,6 +19,12 @@
 //   - Usage (usage.go): which statements allowed something, and which never
 //     did.
 //
+// Not modelled: SigV4 signatures are not verified (the access key id alone
+// names the caller: the bootstraps are this repository's own code), session
+// policies, SCPs and KMS key policies. Evaluations are cached per caller,
+// action, resource and condition keys (the time keys in whole minutes): an
+// uncached one costs the node process about 3 ms of CPU.
+//
 // S3's missing-key rule is enforced too: a GET or HEAD of a key that does
 // not exist answers 404 only when the caller may s3:ListBucket the bucket
 // (evaluated without s3:prefix), 403 AccessDenied otherwise.
