@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // benchEvents returns n events of about 230 bytes, like a typical export line.
@@ -70,4 +72,59 @@ func BenchmarkRecordReader(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(100_000*b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkImportPeakHeap streams 1,000,000 generated events (never held
+// together) through Import with the default 10 batches in flight, and
+// reports the peak heap in use, sampled every millisecond: it stays near
+// the batches in flight, whatever the number of events.
+func BenchmarkImportPeakHeap(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `{"code":200,"status":"OK"}`)
+	}))
+	defer srv.Close()
+	c, err := NewClient(testCreds, WithBaseURL(srv.URL))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 1_000_000
+	gen := func(yield func(Record, error) bool) {
+		buf := make([]byte, 0, 512)
+		for i := range n {
+			buf = fmt.Appendf(buf[:0], `{"event":"Purchase","properties":{"time":%d,"distinct_id":"user-%d","$insert_id":"4f1c9c1e-%012d","plan":"pro","Amount":%d.5}}`, 1764115200+i, i%5000, i, i%100)
+			if !yield(Record{Pos: int64(i + 1), Data: buf}, nil) {
+				return
+			}
+		}
+	}
+	var peak uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	runtime.GC()
+	go func() {
+		defer close(done)
+		var ms runtime.MemStats
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapInuse)
+			}
+		}
+	}()
+	for b.Loop() {
+		sum, err := c.Import(b.Context(), gen, IngestOptions{})
+		if err != nil || sum.Imported != n {
+			b.Fatalf("Import = %+v, %v", sum, err)
+		}
+	}
+	close(stop)
+	<-done
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 }
