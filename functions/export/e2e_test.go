@@ -29,6 +29,7 @@ import (
 // emulator, with the CE emulator and moto around it.
 type e2e struct {
 	fn        *lambdatest.Function
+	stack     *lambdatest.Stack
 	invokeAPI *lambdalocal.InvokeAPI
 	fake      *cetest.Fake
 	bucket    string
@@ -44,23 +45,32 @@ func (x *e2e) day(offset int) string { return x.today.AddDate(0, 0, offset).Form
 // day before yesterday with a lag of 24h, so exactly that day is due.
 func startE2E(t *testing.T, env map[string]string) *e2e {
 	t.Helper()
-	return startE2EWith(t, cetest.Options{}, 120*time.Second, env)
+	return startE2EWith(t, env, lambdatest.StackOptions{})
 }
 
-// startE2EWith is startE2E with CE emulator options and a function timeout.
-func startE2EWith(t testing.TB, ceOpts cetest.Options, timeout time.Duration, env map[string]string) *e2e {
+// startE2EWith starts one function on a stack configured by opts (its
+// SecretARN is set here).
+func startE2EWith(t *testing.T, env map[string]string, opts lambdatest.StackOptions) *e2e {
+	t.Helper()
+	return startE2EFull(t, env, opts, cetest.Options{}, 120*time.Second)
+}
+
+// startE2EFull is startE2EWith with CE emulator options and a function
+// timeout.
+func startE2EFull(t testing.TB, env map[string]string, opts lambdatest.StackOptions, ceOpts cetest.Options, timeout time.Duration) *e2e {
 	t.Helper()
 	awstest.Endpoint(t)
 	srv, fake := cetest.NewServer(t, ceOpts)
-	x := &e2e{fake: fake, bucket: awstest.NewBucket(t), today: time.Now().UTC().Truncate(24 * time.Hour)}
-	x.store = s3stream.New(awstest.S3(t))
-	x.jobs = ledger.New(x.store, x.bucket)
 	secret := awstest.NewSecret(t, fmt.Sprintf(`{"userSecret":%q,"organizationSecret":%q,"elementToken":%q}`,
 		cetest.DefaultUserSecret, cetest.DefaultOrgSecret, cetest.DefaultElementToken))
+	// The function runs with exactly ExportFunction's role from template.yaml.
+	opts.SecretARN = secret
+	st := lambdatest.NewStack(t, opts)
+	x := &e2e{fake: fake, stack: st, bucket: st.Bucket, today: time.Now().UTC().Truncate(24 * time.Hour)}
+	x.store = s3stream.New(awstest.S3(t))
+	x.jobs = ledger.New(x.store, x.bucket)
 	vars := map[string]string{
 		"CE_BASE_URL":           cetest.BaseURL(srv),
-		"CE_SECRET_ID":          secret,
-		"DATA_BUCKET":           x.bucket,
 		"CALLBACK_URL":          "",
 		"EXPORT_OBJECTS":        "activities",
 		"EXPORT_START":          x.day(-2),
@@ -70,16 +80,16 @@ func startE2EWith(t testing.TB, ceOpts cetest.Options, timeout time.Duration, en
 		"LOG_LEVEL":             "debug",
 		"AWS_LAMBDA_LOG_FORMAT": "JSON",
 	}
-	api, endpoint := lambdatest.NewInvokeAPI(t)
-	x.invokeAPI = api
-	vars["AWS_ENDPOINT_URL_LAMBDA"] = endpoint
 	for k, v := range env {
 		vars[k] = v
 	}
-	x.fn = lambdatest.Start(t, lambdatest.Build(t, "./functions/export"), lambdatest.Options{
-		Name: "export", Timeout: timeout, Env: vars,
+	x.fn = st.Start(t, "ExportFunction", lambdatest.Build(t, "./functions/export"), lambdatest.Options{
+		Timeout: timeout, Env: vars,
 	})
-	api.Register("export", x.fn.Function)
+	// Its continuations (self-invocations) go through the stack's Invoke
+	// API stand-in, with the function's own role.
+	x.invokeAPI = st.Invoke
+	st.Invoke.Register(st.FunctionName("export"), x.fn.Function)
 	return x
 }
 

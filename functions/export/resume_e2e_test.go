@@ -14,6 +14,7 @@ import (
 
 	"github.com/cebulk/cebulk/internal/awstest"
 	"github.com/cebulk/cebulk/internal/cetest"
+	"github.com/cebulk/cebulk/internal/lambdatest"
 	"github.com/cebulk/cebulk/internal/ledger"
 )
 
@@ -84,7 +85,7 @@ func TestE2ECollectAcrossInvocations(t *testing.T) {
 
 			// The interrupted one: CE serves new bytes at 3 MB/s, the
 			// function times out after 5 seconds.
-			x := startE2EWith(t, cetest.Options{DownloadRate: 3e6, IgnoreRanges: tc.ignore}, 5*time.Second, nil)
+			x := startE2EFull(t, nil, lambdatest.StackOptions{}, cetest.Options{DownloadRate: 3e6, IgnoreRanges: tc.ignore}, 5*time.Second)
 			x.fake.Seed("activities", recs)
 			got, job := collectDay(t, x, day)
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cebulk/cebulk/internal/cetest"
+	"github.com/cebulk/cebulk/internal/lambdatest"
 	"github.com/cebulk/cebulk/internal/ledger"
 )
 
@@ -71,7 +72,7 @@ func BenchmarkCollectRSS(b *testing.B) {
 	}
 	for _, s := range sizes {
 		b.Run(s.name, func(b *testing.B) {
-			x := startE2EWith(b, cetest.Options{DownloadFormat: "jsonl"}, 900*time.Second, nil)
+			x := startE2EFull(b, nil, lambdatest.StackOptions{}, cetest.Options{DownloadFormat: "jsonl"}, 900*time.Second)
 			dayT := x.today.AddDate(0, 0, -2)
 			day := dayT.Format(time.DateOnly)
 			x.fake.SeedGenerated("activities", cetest.SampleActivitiesBytes(1, s.size, dayT, dayT.AddDate(0, 0, 1)))
