@@ -321,9 +321,9 @@ func TestE2ECutDownloadIsRetried(t *testing.T) {
 	}
 
 	x.fake.CutNextDownload(64 << 10)
-	msg := x.invokeFailing(t, map[string]string{"action": "collect", "jobId": id})
-	if !strings.Contains(msg, "unexpected EOF") {
-		t.Errorf("collect error %q, want the cut download", msg)
+	c := x.invoke(t, map[string]string{"action": "collect", "jobId": id})
+	if c.Collect.Outcome != exporter.OutcomeRetry || !strings.Contains(c.Collect.Error, "unexpected EOF") {
+		t.Errorf("collect = %+v, want a recorded retry naming the cut download", c.Collect)
 	}
 	if keys := awstest.Keys(t, x.bucket, "exports/"); len(keys) != 0 {
 		t.Errorf("a cut download left %v", keys)

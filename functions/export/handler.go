@@ -98,8 +98,11 @@ type response struct {
 }
 
 // handle runs one invocation. It returns an error (so Lambda retries the
-// asynchronous invocation) when the payload is bad, the ledger cannot be
-// read or written, or a collect attempt failed; every step is idempotent.
+// asynchronous invocation, then sends it to the failure queue) only when
+// the payload is bad or a failure left no record in the ledger. A failed
+// collect that the ledger records (PENDING with one more attempt, or
+// FAILED) succeeds: the sweep retries the job, and Lambda's retries would
+// spend its attempts within three minutes. Every step is idempotent.
 func (h *handler) handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	t0 := time.Now()
 	req, err := parseEvent(raw)
@@ -129,8 +132,13 @@ func (h *handler) handle(ctx context.Context, raw json.RawMessage) (any, error) 
 		return nil, err
 	}
 	level := slog.LevelInfo
-	if resp.Collect != nil && resp.Collect.Outcome == exporter.OutcomeIncomplete {
-		level = slog.LevelWarn // published, but CE reported failed records
+	if c := resp.Collect; c != nil && (c.Outcome == exporter.OutcomeIncomplete || c.Error != "") {
+		// Published, but CE reported failed records; or the attempt failed
+		// and the ledger holds it for the sweep.
+		level = slog.LevelWarn
+		if c.Error != "" {
+			attrs = append(attrs, "err", c.Error)
+		}
 	}
 	h.log.Log(ctx, level, "export "+req.Action+" done", attrs...)
 	return resp, nil
