@@ -127,6 +127,11 @@ func (h *handler) handle(ctx context.Context, raw json.RawMessage) (any, error) 
 		attrs = append(attrs, "checked", res.Checked, "collected", len(res.Collected), "failed", len(res.Failed), "expired", len(res.Expired))
 	}
 	attrs = append(attrs, "durationMs", time.Since(t0).Milliseconds())
+	if err != nil && req.Action == "sweep" {
+		// The next scheduled sweep is this one's retry: logged, not queued.
+		h.log.ErrorContext(ctx, "export sweep failed; the next sweep tries again", append(attrs, "err", err.Error())...)
+		return resp, nil
+	}
 	if err != nil {
 		h.log.ErrorContext(ctx, "export "+req.Action+" failed", append(attrs, "err", err.Error())...)
 		return nil, err

@@ -507,7 +507,7 @@ func TestUploadOutcomes(t *testing.T) {
 		// fail is called for upload number n (1-based); ok=false means
 		// pass the upload through.
 		fail       func(n int, r io.Reader) (error, bool)
-		wantErr    bool // the first invocation returns an error
+		wantErr    bool // the first invocation fails and leaves the import to the sweep (RETRY)
 		wantStatus string
 		wantIDs    []string
 		chunk2     ledger.Status
@@ -567,12 +567,16 @@ func TestUploadOutcomes(t *testing.T) {
 			key := "imports/activities/outcomes.jsonl"
 			etag := e.upload(key, []byte(b.String()))
 			res, err := e.imp.HandleObject(t.Context(), bucket, key, etag, 0)
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("HandleObject error = %v, want error %v", err, tc.wantErr)
+			if err != nil || (res.Status == importer.StatusRetry) != tc.wantErr {
+				t.Fatalf("HandleObject = %+v, %v; want status RETRY %v and no error", res, err, tc.wantErr)
 			}
-			if err != nil {
-				// Lambda retries the event.
-				if res, err = e.imp.HandleObject(t.Context(), bucket, key, etag, 0); err != nil {
+			if res.Status == importer.StatusRetry {
+				// The failure is recorded: the sweep resumes the import.
+				s, err := e.imp.Sweep(t.Context())
+				if err != nil || s.Resumed != 1 {
+					t.Fatalf("Sweep = %+v, %v; want the import resumed", s, err)
+				}
+				if res, err = e.imp.Finalize(t.Context(), res.ImportID); err != nil {
 					t.Fatal(err)
 				}
 			}
