@@ -116,4 +116,3 @@ func TestE2EUnrecordedFailureReachesTheQueue(t *testing.T) {
 		t.Errorf("queued requestId %s, want the invocation's %s", queued[0].RequestContext.RequestID, recs[0].RequestID)
 	}
 }
-
