@@ -36,6 +36,8 @@ import (
 type e2e struct {
 	fn     *lambdatest.Function
 	invoke *lambdalocal.InvokeAPI
+	// endpoint serves invoke (AWS_ENDPOINT_URL_LAMBDA).
+	endpoint string
 	fake   *cetest.Fake
 	clock  *e2eClock
 	s3     *s3.Client
@@ -82,7 +84,7 @@ func startE2E(t *testing.T) *e2e {
 	secret := awstest.NewSecret(t, fmt.Sprintf(`{"userSecret":%q,"organizationSecret":%q,"elementToken":%q}`,
 		cetest.DefaultUserSecret, cetest.DefaultOrgSecret, cetest.DefaultElementToken))
 	api, endpoint := lambdatest.NewInvokeAPI(t)
-	e.invoke = api
+	e.invoke, e.endpoint = api, endpoint
 	e.fn = lambdatest.Start(t, bootstrap, lambdatest.Options{
 		Name:    "cebulk-import",
 		Timeout: 60 * time.Second,
