@@ -38,11 +38,11 @@ type e2e struct {
 	invoke *lambdalocal.InvokeAPI
 	// endpoint serves invoke (AWS_ENDPOINT_URL_LAMBDA).
 	endpoint string
-	fake   *cetest.Fake
-	clock  *e2eClock
-	s3     *s3.Client
-	jobs   *ledger.Store
-	bucket string
+	fake     *cetest.Fake
+	clock    *e2eClock
+	s3       *s3.Client
+	jobs     *ledger.Store
+	bucket   string
 
 	mu        sync.Mutex
 	callbacks []*url.URL
