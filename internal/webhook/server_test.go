@@ -121,6 +121,20 @@ func TestCallbackStatuses(t *testing.T) {
 		}(),
 			target: url, body: body, headers: signed, wantStatus: 200},
 		{name: "CE still running", key: testKey, job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: body, headers: signed, ceStatus: ce.StatusRunning, wantStatus: 202},
+		// CE's status and newer job shapes send the id as a JSON number,
+		// even in exponent form: the same job (4242) as the string "4242".
+		{name: "id as a string", job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: []byte(`{"id":"4242","status":"COMPLETED"}`),
+			wantStatus: 200, wantInvoke: []invocation{{"cebulk-export", `{"action":"collect","jobId":"export-activities-2026-11-25"}`}}},
+		{name: "id as a number", job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: []byte(`{"id":4242,"status":"COMPLETED"}`),
+			wantStatus: 200, wantInvoke: []invocation{{"cebulk-export", `{"action":"collect","jobId":"export-activities-2026-11-25"}`}}},
+		{name: "id as an exponent number", job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: []byte(`{"id":4.242E3,"jobStatus":"COMPLETED"}`),
+			wantStatus: 200, wantInvoke: []invocation{{"cebulk-export", `{"action":"collect","jobId":"export-activities-2026-11-25"}`}}},
+		{name: "id as a float number", job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: []byte(`{"id":4242.0,"status":"COMPLETED"}`),
+			wantStatus: 200, wantInvoke: []invocation{{"cebulk-export", `{"action":"collect","jobId":"export-activities-2026-11-25"}`}}},
+		{name: "id of another job as an exponent number", job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: []byte(`{"id":4.2114492E7,"status":"COMPLETED"}`),
+			wantStatus: 409},
+		{name: "id with a malformed count", job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: []byte(`{"id":4.242e3,"recordsCount":"many"}`),
+			wantStatus: 200, wantInvoke: []invocation{{"cebulk-export", `{"action":"collect","jobId":"export-activities-2026-11-25"}`}}},
 		{name: "CE unreachable", key: testKey, job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: body, headers: signed, ceErr: errors.New("dial tcp: refused"), wantStatus: 202},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
