@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/cebulk/cebulk/internal/apigwhttp"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/pkg/ce"
 )
@@ -206,6 +207,28 @@ func TestFailedInvokeReleasesTheClaim(t *testing.T) {
 	}
 	if strings.Contains(h.logs.String(), "throttled") == false {
 		t.Errorf("internal failure was not logged")
+	}
+}
+
+func TestExportsLogsTheCaller(t *testing.T) {
+	h := newHarness(t, "")
+	caller := apigwhttp.Caller{UserARN: "arn:aws:iam::123456789012:user/alice", CallerID: "AIDAEXAMPLE", AccountID: "123456789012"}
+	req := httptest.NewRequest("POST", "/exports", strings.NewReader(`{"objects":["activities"],"from":"2026-11-01","to":"2026-11-02"}`))
+	req = req.WithContext(apigwhttp.WithCaller(req.Context(), caller))
+	rec := httptest.NewRecorder()
+	h.srv.ServeHTTP(rec, req)
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("POST /exports = %d %s", rec.Code, rec.Body)
+	}
+	var started map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(h.logs.String()), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil && l["msg"] == "export run started" {
+			started = l
+		}
+	}
+	if started["callerArn"] != caller.UserARN || started["callerId"] != caller.CallerID || started["callerAccount"] != caller.AccountID {
+		t.Errorf("export run started log = %v, want the caller %+v", started, caller)
 	}
 }
 
