@@ -255,7 +255,9 @@ func TestE2EScheduledRunAndSweep(t *testing.T) {
 		t.Errorf("watermark = %s, want next %s", b, x.day(-1))
 	}
 
-	// The same event again (a Lambda retry) and another sweep: nothing new.
+	// The same event again (a Lambda retry, or EventBridge delivering it
+	// late: the function's clock is days past the event's hour) and another
+	// sweep: nothing new, since the event's time names the snapshot.
 	again := x.invoke(t, testdata(t, "schedule-event.json"))
 	if len(again.Run.Started) != 0 {
 		t.Errorf("repeated run started %v", startedIDs(again.Run))
