@@ -1,16 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cebulk/cebulk/internal/awstest"
 	"github.com/cebulk/cebulk/internal/cetest"
-	"github.com/cebulk/cebulk/internal/lambdalocal"
 	"github.com/cebulk/cebulk/internal/lambdatest"
 )
 
@@ -24,33 +20,9 @@ import (
 //     the failed attempt and succeeds, so Lambda does not retry it; the
 //     sweep's collect gets the job. Nothing reaches the failure queue.
 func TestE2ETransientFailures(t *testing.T) {
-	bucket := awstest.NewBucket(t)
-	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
-	srv, fake := cetest.NewServer(t, cetest.Options{SignatureKey: "e2e-signature-key", CallbackAttempts: 3})
-	fake.SeedGenerated("activities", cetest.SampleActivities(7, 300, day.AddDate(0, 0, -1), day.AddDate(0, 0, 2)))
-	creds := fake.Credentials()
-	secret, _ := json.Marshal(map[string]string{"userSecret": creds.UserSecret, "organizationSecret": creds.OrganizationSecret, "elementToken": creds.ElementToken, "signatureKey": "e2e-signature-key"})
-	secretARN := awstest.NewSecret(t, string(secret))
-	invokeAPI, invokeURL := lambdatest.NewInvokeAPI(t)
+	x := startStack(t, cetest.Options{CallbackAttempts: 3})
+	bucket, fake, invokeAPI, webhook, gateway, export := x.bucket, x.fake, x.invokeAPI, x.webhook, x.gateway, x.export
 	queue := lambdatest.NewFailureQueue(t)
-
-	common := map[string]string{
-		"CE_BASE_URL": cetest.BaseURL(srv), "CE_SECRET_ID": secretARN, "DATA_BUCKET": bucket,
-		"AWS_ENDPOINT_URL_LAMBDA": invokeURL, "LOG_LEVEL": "debug",
-	}
-	webhookEnv := map[string]string{"EXPORT_FUNCTION_NAME": "cebulk-export", "IMPORT_FUNCTION_NAME": "cebulk-import"}
-	exportEnv := map[string]string{
-		"EXPORT_OBJECTS": "activities", "EXPORT_START": day.Format(time.DateOnly),
-		"EXPORT_TIMEZONE": "UTC", "EXPORT_LAG": "0s", "EXPORT_MAX_JOBS": "6",
-	}
-	for k, v := range common {
-		webhookEnv[k], exportEnv[k] = v, v
-	}
-	webhook := lambdatest.Start(t, lambdatest.Build(t, "./functions/webhook"), lambdatest.Options{Name: "cebulk-webhook", Timeout: 30 * time.Second, Env: webhookEnv})
-	gateway := httptest.NewServer(&lambdalocal.Gateway{Fn: webhook.Function})
-	t.Cleanup(gateway.Close)
-	exportEnv["CALLBACK_URL"] = gateway.URL + "/callbacks/ce"
-	export := lambdatest.Start(t, lambdatest.Build(t, "./functions/export"), lambdatest.Options{Name: "cebulk-export", Timeout: 120 * time.Second, Env: exportEnv})
 	ctx := t.Context()
 
 	// The operator's backfill starts the CE job (the run, invoked directly).

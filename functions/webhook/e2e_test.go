@@ -24,38 +24,63 @@ import (
 // stand-in, against the CE emulator and moto: an operator backfill, CE's
 // signed callback, the hand-off, the exported partition; and a forged and a
 // duplicate callback that change nothing.
-func TestEndToEnd(t *testing.T) {
-	bucket := awstest.NewBucket(t)
-	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
-	srv, fake := cetest.NewServer(t, cetest.Options{SignatureKey: "e2e-signature-key"})
-	fake.SeedGenerated("activities", cetest.SampleActivities(7, 300, day.AddDate(0, 0, -1), day.AddDate(0, 0, 2)))
-	creds := fake.Credentials()
-	secret, _ := json.Marshal(map[string]string{"userSecret": creds.UserSecret, "organizationSecret": creds.OrganizationSecret, "elementToken": creds.ElementToken, "signatureKey": "e2e-signature-key"})
+// e2eStack is the webhook behind an API Gateway stand-in and the export
+// function (not yet registered with the Invoke API stand-in), with the CE
+// emulator (signing callbacks) and moto around them.
+type e2eStack struct {
+	bucket    string
+	fake      *cetest.Fake
+	creds     cetest.Credentials
+	invokeAPI *lambdalocal.InvokeAPI
+	webhook   *lambdatest.Function
+	gateway   *httptest.Server
+	export    *lambdatest.Function
+}
+
+// e2eDay is the day the stack's CE emulator has activities around.
+var e2eDay = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+
+func startStack(t *testing.T, opts cetest.Options) *e2eStack {
+	t.Helper()
+	x := &e2eStack{bucket: awstest.NewBucket(t)}
+	opts.SignatureKey = "e2e-signature-key"
+	srv, fake := cetest.NewServer(t, opts)
+	x.fake = fake
+	fake.SeedGenerated("activities", cetest.SampleActivities(7, 300, e2eDay.AddDate(0, 0, -1), e2eDay.AddDate(0, 0, 2)))
+	x.creds = fake.Credentials()
+	secret, _ := json.Marshal(map[string]string{"userSecret": x.creds.UserSecret, "organizationSecret": x.creds.OrganizationSecret, "elementToken": x.creds.ElementToken, "signatureKey": "e2e-signature-key"})
 	secretARN := awstest.NewSecret(t, string(secret))
-	invokeAPI, invokeURL := lambdatest.NewInvokeAPI(t)
+	api, invokeURL := lambdatest.NewInvokeAPI(t)
+	x.invokeAPI = api
 
 	common := map[string]string{
-		"CE_BASE_URL": cetest.BaseURL(srv), "CE_SECRET_ID": secretARN, "DATA_BUCKET": bucket,
+		"CE_BASE_URL": cetest.BaseURL(srv), "CE_SECRET_ID": secretARN, "DATA_BUCKET": x.bucket,
 		"AWS_ENDPOINT_URL_LAMBDA": invokeURL, "LOG_LEVEL": "debug",
 	}
 	webhookEnv := map[string]string{"EXPORT_FUNCTION_NAME": "cebulk-export", "IMPORT_FUNCTION_NAME": "cebulk-import"}
 	for k, v := range common {
 		webhookEnv[k] = v
 	}
-	webhook := lambdatest.Start(t, lambdatest.Build(t, "./functions/webhook"), lambdatest.Options{Name: "cebulk-webhook", Timeout: 30 * time.Second, Env: webhookEnv})
-	gateway := httptest.NewServer(&lambdalocal.Gateway{Fn: webhook.Function})
-	t.Cleanup(gateway.Close)
-	gatewayB64 := httptest.NewServer(&lambdalocal.Gateway{Fn: webhook.Function, Base64: true})
-	t.Cleanup(gatewayB64.Close)
+	x.webhook = lambdatest.Start(t, lambdatest.Build(t, "./functions/webhook"), lambdatest.Options{Name: "cebulk-webhook", Timeout: 30 * time.Second, Env: webhookEnv})
+	x.gateway = httptest.NewServer(&lambdalocal.Gateway{Fn: x.webhook.Function})
+	t.Cleanup(x.gateway.Close)
 
 	exportEnv := map[string]string{
-		"CALLBACK_URL": gateway.URL + "/callbacks/ce", "EXPORT_OBJECTS": "activities", "EXPORT_START": day.Format(time.DateOnly),
+		"CALLBACK_URL": x.gateway.URL + "/callbacks/ce", "EXPORT_OBJECTS": "activities", "EXPORT_START": e2eDay.Format(time.DateOnly),
 		"EXPORT_TIMEZONE": "UTC", "EXPORT_LAG": "0s", "EXPORT_MAX_JOBS": "6",
 	}
 	for k, v := range common {
 		exportEnv[k] = v
 	}
-	export := lambdatest.Start(t, lambdatest.Build(t, "./functions/export"), lambdatest.Options{Name: "cebulk-export", Timeout: 120 * time.Second, Env: exportEnv})
+	x.export = lambdatest.Start(t, lambdatest.Build(t, "./functions/export"), lambdatest.Options{Name: "cebulk-export", Timeout: 120 * time.Second, Env: exportEnv})
+	return x
+}
+
+func TestEndToEnd(t *testing.T) {
+	x := startStack(t, cetest.Options{})
+	bucket, fake, creds, invokeAPI, webhook, gateway, export := x.bucket, x.fake, x.creds, x.invokeAPI, x.webhook, x.gateway, x.export
+	gatewayB64 := httptest.NewServer(&lambdalocal.Gateway{Fn: webhook.Function, Base64: true})
+	t.Cleanup(gatewayB64.Close)
 	invokeAPI.Register("cebulk-export", export.Function)
 	ctx := t.Context()
 	wait := func() {
