@@ -15,12 +15,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/awslabs/goformation/v7/cloudformation/serverless"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/cebulk/cebulk/internal/awstest"
+	"github.com/cebulk/cebulk/internal/lambdalocal"
 )
 
 // What the pseudo parameters resolve to while reading the template.
@@ -250,6 +252,15 @@ func checkFunction(t *testing.T, s *stack, f function, v variant) {
 		}
 		if onFailure == nil || deref(onFailure.Type) != "SQS" || onFailure.Destination != "FailureQueue.Arn" {
 			t.Errorf("%s on-failure destination = %+v, want SQS FailureQueue.Arn", f.logicalID, onFailure)
+		}
+		// The end-to-end tests' Lambda stand-in behaves as this config
+		// says (with shorter waits): keep the two in step.
+		def := lambdalocal.DefaultAsyncConfig()
+		if cfg.MaximumRetryAttempts != nil && *cfg.MaximumRetryAttempts != def.MaximumRetryAttempts {
+			t.Errorf("%s MaximumRetryAttempts = %d, but the e2e tests' stand-in retries %d times", f.logicalID, *cfg.MaximumRetryAttempts, def.MaximumRetryAttempts)
+		}
+		if age := cfg.MaximumEventAgeInSeconds; age == nil || time.Duration(*age)*time.Second != def.MaximumEventAge {
+			t.Errorf("%s MaximumEventAgeInSeconds = %v, but the e2e tests' stand-in keeps events %v", f.logicalID, age, def.MaximumEventAge)
 		}
 	}
 }
