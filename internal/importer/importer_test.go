@@ -907,3 +907,36 @@ func TestCEJobsThatNeverFinishExpire(t *testing.T) {
 		t.Errorf("summary status %v, chunk %v; want FAILED with an EXPIRED chunk", s["status"], jobs[0])
 	}
 }
+
+// A finalize that cannot read CE's statuses (an outage) notes the failure
+// in the import's record and returns RETRY with no error, so Lambda does
+// not retry the webhook's hand-over; the sweep finalizes the import later.
+func TestFinalizeFailureIsLeftToTheSweep(t *testing.T) {
+	e := setup(t, envOptions{ce: cetest.Options{CompletionDelay: time.Hour}})
+	var b strings.Builder
+	for i := 1; i <= 4; i++ {
+		b.WriteString(activity(fmt.Sprintf("good-%d", i), 1764028800+int64(i)) + "\n")
+	}
+	key := "imports/activities/finalize-outage.jsonl"
+	res := e.importFile(key, []byte(b.String()))
+	if res.Status != importer.StatusWaiting {
+		t.Fatalf("import = %+v, want WAITING for CE", res)
+	}
+	e.clock.Advance(2 * time.Hour)
+	end := e.fake.Outage("GET", "/status", http.StatusServiceUnavailable)
+	got, err := e.imp.Finalize(t.Context(), importer.ChunkID(res.ImportID, 1))
+	if err != nil || got.Status != importer.StatusRetry {
+		t.Fatalf("Finalize during the outage = %+v, %v; want RETRY and no error", got, err)
+	}
+	if j := e.ledgerJob(res.ImportID); j.Status != ledger.StatusPending || !strings.Contains(j.LastError, "finalize: ") {
+		t.Errorf("import record = %s, %q; want PENDING with the finalize error noted", j.Status, j.LastError)
+	}
+	end()
+	s, err := e.imp.Sweep(t.Context())
+	if err != nil || s.Finalized != 1 {
+		t.Fatalf("Sweep = %+v, %v; want the import finalized", s, err)
+	}
+	if sum := e.summaryOf(key); sum["status"] != importer.StatusSucceeded {
+		t.Errorf("summary status = %v, want SUCCEEDED", sum["status"])
+	}
+}
