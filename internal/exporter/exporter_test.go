@@ -796,3 +796,28 @@ func TestUsersSnapshot(t *testing.T) {
 		t.Errorf("users got a watermark")
 	}
 }
+
+// A collect whose failure cannot be recorded (the ledger write is refused)
+// returns an error, so Lambda retries the invocation: nothing else would.
+func TestCollectFailureNotRecordedIsAnError(t *testing.T) {
+	e := newEnv(t, cetest.Options{}, Config{})
+	e.cfg.Start = e.day(-1)
+	seedActivities(e.fake, 50, dayStart(e.day(-1)), dayStart(e.day(0)))
+	id := mustRun(t, e.exporter(nil, nil), RunRequest{}).Started[0].JobID
+	e.fake.CutNextDownload(512)
+	// The ledger accepts the take (PENDING → COLLECTING), then refuses.
+	writes := 0
+	ledgerStore := storeFuncs{ObjectStore: e.s3, writeSmall: func(ctx context.Context, bucket, key string, data []byte, ct string, cond s3stream.Condition) (string, error) {
+		if strings.HasPrefix(key, ledger.Prefix) {
+			if writes++; writes > 1 {
+				return "", errors.New("S3 is down")
+			}
+		}
+		return e.s3.WriteSmall(ctx, bucket, key, data, ct, cond)
+	}}
+	ex := New(e.cfg, e.client, e.s3, ledger.New(ledgerStore, e.cfg.Bucket), nil)
+	res, err := ex.Collect(t.Context(), id)
+	if err == nil || !strings.Contains(err.Error(), "S3 is down") {
+		t.Fatalf("Collect = %+v, %v; want an error naming the unrecorded failure", res, err)
+	}
+}
