@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -64,5 +65,39 @@ func TestE2ECEOutageEndsWithTheImportComplete(t *testing.T) {
 	}
 	if recs := q.Records(t); len(recs) != 0 {
 		t.Errorf("failure queue holds %d records, want none: %+v", len(recs), recs)
+	}
+}
+
+// A sweep during a CE outage (every status read refused) cannot finalize,
+// but its invocation succeeds: the next sweep is its retry, so nothing is
+// queued. Before the fix every failing sweep failed its invocation, Lambda
+// retried it twice and queued it.
+func TestE2EImportSweepDuringAnOutageQueuesNothing(t *testing.T) {
+	e := startE2E(t)
+	q := lambdatest.NewFailureQueue(t)
+	e.invoke.RegisterAsync("cebulk-import", e.fn.Function, q.AsyncConfig(t))
+	key := "imports/activities/sweep-outage.jsonl"
+	res := e.invokeFn(t, e.put(t, key, []byte(`{"event":"E","properties":{"time":1764028801,"distinct_id":"good-1"}}`+"\n"), nil))
+	if len(res) != 1 || res[0].Status != importer.StatusWaiting {
+		t.Fatalf("import = %+v, want WAITING for CE", res)
+	}
+	e.clock.Advance(2 * time.Hour) // CE finishes the job; its callback is lost
+
+	end := e.fake.Outage("GET", "/status", http.StatusServiceUnavailable)
+	lambdatest.InvokeEvent(t, e.endpoint, "cebulk-import", map[string]string{"action": "sweep"}) // the schedule
+	if err := e.invoke.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	end()
+	if recs := e.invoke.Records(); len(recs) != 1 || recs[0].Failed() {
+		t.Errorf("sweep invocations = %d, want one that succeeded", len(recs))
+	}
+	if recs := q.Records(t); len(recs) != 0 {
+		t.Errorf("failure queue holds %d records, want none: %+v", len(recs), recs)
+	}
+	// The next sweep finalizes it.
+	e.invokeFn(t, map[string]string{"action": "sweep"})
+	if s := e.summary(t, key); s.Status != importer.StatusSucceeded {
+		t.Errorf("summary = %+v, want SUCCEEDED", s)
 	}
 }
