@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -11,15 +12,20 @@ import (
 	"github.com/cebulk/cebulk/internal/ledger"
 )
 
-// asyncE2E puts the function behind the Lambda Invoke API stand-in, which
-// retries a failed asynchronous invocation twice (shortened waits) and then
-// sends Lambda's invocation record to a moto SQS failure queue.
-func (x *e2e) async(t *testing.T) (*lambdalocal.InvokeAPI, string, *lambdatest.FailureQueue) {
+// async puts the function behind the stack's Lambda Invoke API stand-in,
+// which retries a failed asynchronous invocation twice (shortened waits)
+// and then sends Lambda's invocation record to a moto SQS failure queue.
+// It returns the stand-in, its endpoint for the services that invoke the
+// function (EventBridge, the webhook), the function's name and the queue.
+func (x *e2e) async(t *testing.T) (*lambdalocal.InvokeAPI, string, string, *lambdatest.FailureQueue) {
 	t.Helper()
-	api, endpoint := lambdatest.NewInvokeAPI(t)
+	api := x.stack.Invoke
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
 	q := lambdatest.NewFailureQueue(t)
-	api.RegisterAsync("export", x.fn.Function, q.AsyncConfig(t))
-	return api, endpoint, q
+	name := x.stack.FunctionName("export")
+	api.RegisterAsync(name, x.fn.Function, q.AsyncConfig(t))
+	return api, srv.URL, name, q
 }
 
 func waitAsync(t *testing.T, api *lambdalocal.InvokeAPI) {
@@ -38,7 +44,7 @@ func TestE2ECEOutageEndsWithEveryDayExported(t *testing.T) {
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	x := startE2E(t, map[string]string{"EXPORT_START": today.AddDate(0, 0, -3).Format(time.DateOnly)})
 	byDay := x.seed(2000, today.AddDate(0, 0, -3), today.AddDate(0, 0, -1))
-	api, endpoint, q := x.async(t)
+	api, endpoint, name, q := x.async(t)
 
 	run := x.invoke(t, testdata(t, "run.json"))
 	ids := startedIDs(run.Run)
@@ -50,7 +56,7 @@ func TestE2ECEOutageEndsWithEveryDayExported(t *testing.T) {
 	// collect; every download is cut for as long as Lambda would retry.
 	end := x.fake.CutDownloads(16 << 10)
 	for _, id := range ids {
-		lambdatest.InvokeEvent(t, endpoint, "export", map[string]string{"action": "collect", "jobId": id})
+		lambdatest.InvokeEvent(t, endpoint, name, map[string]string{"action": "collect", "jobId": id})
 	}
 	waitAsync(t, api)
 	end()
@@ -70,7 +76,7 @@ func TestE2ECEOutageEndsWithEveryDayExported(t *testing.T) {
 	}
 
 	// The scheduled sweep, a few minutes later, collects both.
-	lambdatest.InvokeEvent(t, endpoint, "export", testdata(t, "sweep.json"))
+	lambdatest.InvokeEvent(t, endpoint, name, testdata(t, "sweep.json"))
 	waitAsync(t, api)
 	for _, d := range []string{x.day(-3), x.day(-2)} {
 		x.checkPartition(t, "activities", "dt="+d, byDay[d])
@@ -91,9 +97,9 @@ func TestE2ECEOutageEndsWithEveryDayExported(t *testing.T) {
 // then sends its record to the failure queue.
 func TestE2EUnrecordedFailureReachesTheQueue(t *testing.T) {
 	x := startE2E(t, nil)
-	api, endpoint, q := x.async(t)
+	api, endpoint, name, q := x.async(t)
 	payload := []byte(`{"action":"collect","jobId":"export-activities-1999-01-01"}`)
-	lambdatest.InvokeEvent(t, endpoint, "export", payload)
+	lambdatest.InvokeEvent(t, endpoint, name, payload)
 	waitAsync(t, api)
 	recs := api.Records()
 	if len(recs) != 3 {
@@ -108,7 +114,7 @@ func TestE2EUnrecordedFailureReachesTheQueue(t *testing.T) {
 	if len(queued) != 1 {
 		t.Fatalf("failure queue holds %d records, want 1", len(queued))
 	}
-	lambdatest.CheckExhausted(t, queued[0], "export", payload)
+	lambdatest.CheckExhausted(t, queued[0], name, payload)
 	if !strings.Contains(string(queued[0].ResponsePayload), "export-activities-1999-01-01") {
 		t.Errorf("responsePayload = %s, want the collect's error", queued[0].ResponsePayload)
 	}

@@ -23,7 +23,7 @@ import (
 func TestE2ECEOutageEndsWithTheImportComplete(t *testing.T) {
 	e := startE2E(t)
 	q := lambdatest.NewFailureQueue(t)
-	e.invoke.RegisterAsync("cebulk-import", e.fn.Function, q.AsyncConfig(t))
+	e.invoke.RegisterAsync(e.name, e.fn.Function, q.AsyncConfig(t))
 	var b strings.Builder
 	for i := 1; i <= 7; i++ {
 		fmt.Fprintf(&b, `{"event":"E","properties":{"time":%d,"distinct_id":"good-%d"}}`+"\n", 1764028800+i, i)
@@ -32,7 +32,7 @@ func TestE2ECEOutageEndsWithTheImportComplete(t *testing.T) {
 	ev := e.put(t, key, []byte(b.String()), nil)
 
 	end := e.fake.Outage("POST", "/bulk/activities", http.StatusServiceUnavailable)
-	lambdatest.InvokeEvent(t, e.endpoint, "cebulk-import", ev) // S3's notification
+	lambdatest.InvokeEvent(t, e.endpoint, e.name, ev) // S3's notification
 	if err := e.invoke.Wait(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestE2ECEOutageEndsWithTheImportComplete(t *testing.T) {
 func TestE2EImportSweepDuringAnOutageQueuesNothing(t *testing.T) {
 	e := startE2E(t)
 	q := lambdatest.NewFailureQueue(t)
-	e.invoke.RegisterAsync("cebulk-import", e.fn.Function, q.AsyncConfig(t))
+	e.invoke.RegisterAsync(e.name, e.fn.Function, q.AsyncConfig(t))
 	key := "imports/activities/sweep-outage.jsonl"
 	res := e.invokeFn(t, e.put(t, key, []byte(`{"event":"E","properties":{"time":1764028801,"distinct_id":"good-1"}}`+"\n"), nil))
 	if len(res) != 1 || res[0].Status != importer.StatusWaiting {
@@ -84,7 +84,7 @@ func TestE2EImportSweepDuringAnOutageQueuesNothing(t *testing.T) {
 	e.clock.Advance(2 * time.Hour) // CE finishes the job; its callback is lost
 
 	end := e.fake.Outage("GET", "/status", http.StatusServiceUnavailable)
-	lambdatest.InvokeEvent(t, e.endpoint, "cebulk-import", map[string]string{"action": "sweep"}) // the schedule
+	lambdatest.InvokeEvent(t, e.endpoint, e.name, map[string]string{"action": "sweep"}) // the schedule
 	if err := e.invoke.Wait(t.Context()); err != nil {
 		t.Fatal(err)
 	}

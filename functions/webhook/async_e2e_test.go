@@ -21,7 +21,8 @@ import (
 //     sweep's collect gets the job. Nothing reaches the failure queue.
 func TestE2ETransientFailures(t *testing.T) {
 	x := startStack(t, cetest.Options{CallbackAttempts: 3})
-	bucket, fake, invokeAPI, webhook, gateway, export := x.bucket, x.fake, x.invokeAPI, x.webhook, x.gateway, x.export
+	fake, webhook, gateway, export := x.fake, x.webhook, x.gateway, x.export
+	bucket, invokeAPI := x.st.Bucket, x.st.Invoke
 	queue := lambdatest.NewFailureQueue(t)
 	ctx := t.Context()
 
@@ -36,7 +37,7 @@ func TestE2ETransientFailures(t *testing.T) {
 	if len(first) != 1 || first[0].StatusCode < 500 {
 		t.Fatalf("first callback = %+v, want a 5xx (the hand-over failed)\nwebhook logs:\n%s", first, webhook.Logs())
 	}
-	invokeAPI.RegisterAsync("cebulk-export", export.Function, queue.AsyncConfig(t))
+	invokeAPI.RegisterAsync(x.st.FunctionName("export"), export.Function, queue.AsyncConfig(t))
 
 	// 2. CE's retry hands the job over; its download is cut.
 	end := fake.CutDownloads(8 << 10)

@@ -25,16 +25,16 @@ import (
 // signed callback, the hand-off, the exported partition; and a forged and a
 // duplicate callback that change nothing.
 // e2eStack is the webhook behind an API Gateway stand-in and the export
-// function (not yet registered with the Invoke API stand-in), with the CE
-// emulator (signing callbacks) and moto around them.
+// function (not yet registered with the Invoke API stand-in), each with
+// exactly its own role from template.yaml, with the CE emulator (signing
+// callbacks) and moto around them.
 type e2eStack struct {
-	bucket    string
-	fake      *cetest.Fake
-	creds     cetest.Credentials
-	invokeAPI *lambdalocal.InvokeAPI
-	webhook   *lambdatest.Function
-	gateway   *httptest.Server
-	export    *lambdatest.Function
+	st      *lambdatest.Stack
+	fake    *cetest.Fake
+	creds   cetest.Credentials
+	webhook *lambdatest.Function
+	gateway *httptest.Server
+	export  *lambdatest.Function
 }
 
 // e2eDay is the day the stack's CE emulator has activities around.
@@ -42,7 +42,7 @@ var e2eDay = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 
 func startStack(t *testing.T, opts cetest.Options) *e2eStack {
 	t.Helper()
-	x := &e2eStack{bucket: awstest.NewBucket(t)}
+	x := &e2eStack{}
 	opts.SignatureKey = "e2e-signature-key"
 	srv, fake := cetest.NewServer(t, opts)
 	x.fake = fake
@@ -50,18 +50,17 @@ func startStack(t *testing.T, opts cetest.Options) *e2eStack {
 	x.creds = fake.Credentials()
 	secret, _ := json.Marshal(map[string]string{"userSecret": x.creds.UserSecret, "organizationSecret": x.creds.OrganizationSecret, "elementToken": x.creds.ElementToken, "signatureKey": "e2e-signature-key"})
 	secretARN := awstest.NewSecret(t, string(secret))
-	api, invokeURL := lambdatest.NewInvokeAPI(t)
-	x.invokeAPI = api
+	// Each function runs with exactly its own role from template.yaml; the
+	// webhook's hand-offs go through the proxy to the Invoke API stand-in.
+	st := lambdatest.NewStack(t, lambdatest.StackOptions{SecretARN: secretARN})
+	x.st = st
 
-	common := map[string]string{
-		"CE_BASE_URL": cetest.BaseURL(srv), "CE_SECRET_ID": secretARN, "DATA_BUCKET": x.bucket,
-		"AWS_ENDPOINT_URL_LAMBDA": invokeURL, "LOG_LEVEL": "debug",
-	}
-	webhookEnv := map[string]string{"EXPORT_FUNCTION_NAME": "cebulk-export", "IMPORT_FUNCTION_NAME": "cebulk-import"}
+	common := map[string]string{"CE_BASE_URL": cetest.BaseURL(srv), "LOG_LEVEL": "debug"}
+	webhookEnv := map[string]string{"EXPORT_FUNCTION_NAME": st.FunctionName("export"), "IMPORT_FUNCTION_NAME": st.FunctionName("import")}
 	for k, v := range common {
 		webhookEnv[k] = v
 	}
-	x.webhook = lambdatest.Start(t, lambdatest.Build(t, "./functions/webhook"), lambdatest.Options{Name: "cebulk-webhook", Timeout: 30 * time.Second, Env: webhookEnv})
+	x.webhook = st.Start(t, "WebhookFunction", lambdatest.Build(t, "./functions/webhook"), lambdatest.Options{Timeout: 30 * time.Second, Env: webhookEnv})
 	x.gateway = httptest.NewServer(&lambdalocal.Gateway{Fn: x.webhook.Function})
 	t.Cleanup(x.gateway.Close)
 
@@ -72,16 +71,17 @@ func startStack(t *testing.T, opts cetest.Options) *e2eStack {
 	for k, v := range common {
 		exportEnv[k] = v
 	}
-	x.export = lambdatest.Start(t, lambdatest.Build(t, "./functions/export"), lambdatest.Options{Name: "cebulk-export", Timeout: 120 * time.Second, Env: exportEnv})
+	x.export = st.Start(t, "ExportFunction", lambdatest.Build(t, "./functions/export"), lambdatest.Options{Timeout: 120 * time.Second, Env: exportEnv})
 	return x
 }
 
 func TestEndToEnd(t *testing.T) {
 	x := startStack(t, cetest.Options{})
-	bucket, fake, creds, invokeAPI, webhook, gateway, export := x.bucket, x.fake, x.creds, x.invokeAPI, x.webhook, x.gateway, x.export
+	st, fake, creds, webhook, gateway, export := x.st, x.fake, x.creds, x.webhook, x.gateway, x.export
+	bucket, invokeAPI := st.Bucket, st.Invoke
 	gatewayB64 := httptest.NewServer(&lambdalocal.Gateway{Fn: webhook.Function, Base64: true})
 	t.Cleanup(gatewayB64.Close)
-	invokeAPI.Register("cebulk-export", export.Function)
+	invokeAPI.Register(st.FunctionName("export"), export.Function)
 	ctx := t.Context()
 	wait := func() {
 		t.Helper()
@@ -159,6 +159,11 @@ func TestEndToEnd(t *testing.T) {
 	// 5. The job is readable; health answers.
 	if r := get(t, gateway.URL+"/jobs/export-activities-2026-11-20"); r.status != 200 || !strings.Contains(r.body, `"status":"DONE"`) || strings.Contains(r.body, "tokenHash") {
 		t.Errorf("GET /jobs = %d %s, want the DONE job without its token hash", r.status, r.body)
+	}
+	// An unknown job is a 404: S3 answers the webhook's GET of the missing
+	// ledger record 404 (not 403) because its role may list the bucket.
+	if r := get(t, gateway.URL+"/jobs/export-activities-1999-01-01"); r.status != http.StatusNotFound {
+		t.Errorf("GET /jobs of an unknown job = %d %s, want 404", r.status, r.body)
 	}
 	if r := get(t, gateway.URL+"/healthz"); r.status != 200 {
 		t.Errorf("GET /healthz = %d", r.status)
