@@ -227,6 +227,15 @@ func activity(id string, sec int64) string {
 	return fmt.Sprintf(`{"event":"Signed Up","properties":{"time":%d,"distinct_id":%q,"$insert_id":"ins-%s","plan":"pro"}}`, sec, id, id)
 }
 
+// goodFile returns n good events "good-1" ... "good-n", one per line.
+func goodFile(n int) []byte {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		b.WriteString(activity(fmt.Sprintf("good-%d", i), 1764028800+int64(i)) + "\n")
+	}
+	return []byte(b.String())
+}
+
 // goodIDs returns "good-1" ... "good-n".
 func goodIDs(n int) []string {
 	ids := make([]string, n)
@@ -630,12 +639,8 @@ func TestCEFailuresMakePartial(t *testing.T) {
 		}
 		return ""
 	})
-	var b strings.Builder
-	for i := 1; i <= 8; i++ {
-		b.WriteString(activity(fmt.Sprintf("good-%d", i), 1764028800+int64(i)) + "\n")
-	}
 	key := "imports/activities/ce-fail.jsonl"
-	res := e.importFile(key, []byte(b.String()))
+	res := e.importFile(key, goodFile(8))
 	if res.Status != importer.StatusPartial {
 		t.Errorf("status = %s, want PARTIAL", res.Status)
 	}
@@ -666,12 +671,8 @@ func TestCEFailuresMakePartial(t *testing.T) {
 func TestCEJobErrorMakesPartial(t *testing.T) {
 	e := setup(t, envOptions{cfg: importer.Config{ChunkRecords: 2}})
 	e.fake.SetNextJobOutcome(cetest.StatusError, "rate limited by vendor")
-	var b strings.Builder
-	for i := 1; i <= 4; i++ {
-		b.WriteString(activity(fmt.Sprintf("good-%d", i), 1764028800+int64(i)) + "\n")
-	}
 	key := "imports/activities/ce-error.jsonl"
-	res := e.importFile(key, []byte(b.String()))
+	res := e.importFile(key, goodFile(4))
 	if res.Status != importer.StatusPartial {
 		t.Errorf("status = %s, want PARTIAL", res.Status)
 	}
@@ -913,12 +914,8 @@ func TestCEJobsThatNeverFinishExpire(t *testing.T) {
 // not retry the webhook's hand-over; the sweep finalizes the import later.
 func TestFinalizeFailureIsLeftToTheSweep(t *testing.T) {
 	e := setup(t, envOptions{ce: cetest.Options{CompletionDelay: time.Hour}})
-	var b strings.Builder
-	for i := 1; i <= 4; i++ {
-		b.WriteString(activity(fmt.Sprintf("good-%d", i), 1764028800+int64(i)) + "\n")
-	}
 	key := "imports/activities/finalize-outage.jsonl"
-	res := e.importFile(key, []byte(b.String()))
+	res := e.importFile(key, goodFile(4))
 	if res.Status != importer.StatusWaiting {
 		t.Fatalf("import = %+v, want WAITING for CE", res)
 	}
