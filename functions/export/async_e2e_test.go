@@ -22,9 +22,9 @@ func (x *e2e) async(t *testing.T) (*lambdalocal.InvokeAPI, string, string, *lamb
 	api := x.stack.Invoke
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	q := lambdatest.NewFailureQueue(t)
+	q := x.stack.NewFailureQueue(t)
 	name := x.stack.FunctionName("export")
-	api.RegisterAsync(name, x.fn.Function, q.AsyncConfig(t))
+	api.RegisterAsync(name, x.fn.Function, q.AsyncConfig(t, "ExportFunction"))
 	return api, srv.URL, name, q
 }
 

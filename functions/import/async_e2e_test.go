@@ -22,8 +22,8 @@ import (
 // up (FAILED).
 func TestE2ECEOutageEndsWithTheImportComplete(t *testing.T) {
 	e := startE2E(t)
-	q := lambdatest.NewFailureQueue(t)
-	e.invoke.RegisterAsync(e.name, e.fn.Function, q.AsyncConfig(t))
+	q := e.stack.NewFailureQueue(t)
+	e.invoke.RegisterAsync(e.name, e.fn.Function, q.AsyncConfig(t, "ImportFunction"))
 	var b strings.Builder
 	for i := 1; i <= 7; i++ {
 		fmt.Fprintf(&b, `{"event":"E","properties":{"time":%d,"distinct_id":"good-%d"}}`+"\n", 1764028800+i, i)
@@ -74,8 +74,8 @@ func TestE2ECEOutageEndsWithTheImportComplete(t *testing.T) {
 // retried it twice and queued it.
 func TestE2EImportSweepDuringAnOutageQueuesNothing(t *testing.T) {
 	e := startE2E(t)
-	q := lambdatest.NewFailureQueue(t)
-	e.invoke.RegisterAsync(e.name, e.fn.Function, q.AsyncConfig(t))
+	q := e.stack.NewFailureQueue(t)
+	e.invoke.RegisterAsync(e.name, e.fn.Function, q.AsyncConfig(t, "ImportFunction"))
 	key := "imports/activities/sweep-outage.jsonl"
 	res := e.invokeFn(t, e.put(t, key, []byte(`{"event":"E","properties":{"time":1764028801,"distinct_id":"good-1"}}`+"\n"), nil))
 	if len(res) != 1 || res[0].Status != importer.StatusWaiting {

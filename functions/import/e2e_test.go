@@ -35,6 +35,7 @@ import (
 // finalize as the webhook does).
 type e2e struct {
 	fn     *lambdatest.Function
+	stack  *lambdatest.Stack
 	invoke *lambdalocal.InvokeAPI
 	// endpoint serves invoke to the AWS services that invoke the function
 	// (S3, EventBridge); name is the function's name.
@@ -87,7 +88,7 @@ func startE2E(t *testing.T) *e2e {
 	// The function runs with exactly ImportFunction's role from
 	// template.yaml; its self re-invocations go through the same proxy.
 	st := lambdatest.NewStack(t, lambdatest.StackOptions{SecretARN: secret})
-	e.bucket, e.invoke, e.name = st.Bucket, st.Invoke, st.FunctionName("import")
+	e.stack, e.bucket, e.invoke, e.name = st, st.Bucket, st.Invoke, st.FunctionName("import")
 	// What S3 and EventBridge call: the Lambda service itself.
 	invokeSrv := httptest.NewServer(st.Invoke)
 	t.Cleanup(invokeSrv.Close)

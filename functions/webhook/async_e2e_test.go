@@ -7,7 +7,6 @@ import (
 
 	"github.com/cebulk/cebulk/internal/awstest"
 	"github.com/cebulk/cebulk/internal/cetest"
-	"github.com/cebulk/cebulk/internal/lambdatest"
 )
 
 // TestE2ETransientFailures: the webhook, the export function behind the
@@ -23,7 +22,7 @@ func TestE2ETransientFailures(t *testing.T) {
 	x := startStack(t, cetest.Options{CallbackAttempts: 3})
 	fake, webhook, gateway, export := x.fake, x.webhook, x.gateway, x.export
 	bucket, invokeAPI := x.st.Bucket, x.st.Invoke
-	queue := lambdatest.NewFailureQueue(t)
+	queue := x.st.NewFailureQueue(t)
 	ctx := t.Context()
 
 	// The operator's backfill starts the CE job (the run, invoked directly).
@@ -37,7 +36,7 @@ func TestE2ETransientFailures(t *testing.T) {
 	if len(first) != 1 || first[0].StatusCode < 500 {
 		t.Fatalf("first callback = %+v, want a 5xx (the hand-over failed)\nwebhook logs:\n%s", first, webhook.Logs())
 	}
-	invokeAPI.RegisterAsync(x.st.FunctionName("export"), export.Function, queue.AsyncConfig(t))
+	invokeAPI.RegisterAsync(x.st.FunctionName("export"), export.Function, queue.AsyncConfig(t, "ExportFunction"))
 
 	// 2. CE's retry hands the job over; its download is cut.
 	end := fake.CutDownloads(8 << 10)

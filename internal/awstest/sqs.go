@@ -20,8 +20,15 @@ func SQS(t testing.TB) *sqs.Client {
 // and returns its URL.
 func NewQueue(t testing.TB) string {
 	t.Helper()
+	return CreateQueue(t, UniqueName("cebulk-failures"))
+}
+
+// CreateQueue creates the standard queue name for one test, deletes it
+// afterwards, and returns its URL.
+func CreateQueue(t testing.TB, name string) string {
+	t.Helper()
 	c := SQS(t)
-	out, err := c.CreateQueue(t.Context(), &sqs.CreateQueueInput{QueueName: aws.String(UniqueName("cebulk-failures"))})
+	out, err := c.CreateQueue(t.Context(), &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	if err != nil {
 		t.Fatalf("CreateQueue: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cebulk/cebulk/internal/awsenv"
 	"github.com/cebulk/cebulk/internal/awstest"
@@ -20,26 +21,31 @@ import (
 // tests: Lambda's 1 and 2 minutes, shortened.
 var RetryDelays = [2]time.Duration{150 * time.Millisecond, 300 * time.Millisecond}
 
-// FailureQueue is the functions' on-failure destination in a test: a moto
-// SQS queue the Invoke API stand-in sends invocation records to through the
-// SDK, as Lambda would.
+// FailureQueue is the functions' on-failure destination in a test: the
+// stack's moto SQS queue "<stack>-FailureQueue" (the name the rendered roles'
+// sqs:SendMessage grant names), to which the Invoke API stand-in sends
+// invocation records through the SDK, as Lambda would: with the failed
+// function's execution role, through the stack's authorising proxy.
 type FailureQueue struct {
-	URL string
+	URL   string
+	stack *Stack
 }
 
-// NewFailureQueue creates the queue for one test.
-func NewFailureQueue(t testing.TB) *FailureQueue {
+// NewFailureQueue creates the stack's failure queue for one test.
+func (s *Stack) NewFailureQueue(t testing.TB) *FailureQueue {
 	t.Helper()
-	return &FailureQueue{URL: awstest.NewQueue(t)}
+	return &FailureQueue{URL: awstest.CreateQueue(t, s.Name+"-FailureQueue"), stack: s}
 }
 
 // AsyncConfig is template.yaml's EventInvokeConfig (two retries, 6 hours)
-// with the test's short RetryDelays and this queue as OnFailure.
-func (q *FailureQueue) AsyncConfig(t testing.TB) lambdalocal.AsyncConfig {
+// with the test's short RetryDelays and this queue as OnFailure, sent with
+// the role of the function logicalID (started on the queue's stack), so a
+// role without the destination's sqs:SendMessage grant is refused as on AWS.
+func (q *FailureQueue) AsyncConfig(t testing.TB, logicalID string) lambdalocal.AsyncConfig {
 	t.Helper()
 	c := lambdalocal.DefaultAsyncConfig()
 	c.RetryDelays = RetryDelays
-	c.OnFailure = lambdalocal.SQSDestination{Client: awstest.SQS(t), QueueURL: q.URL}
+	c.OnFailure = lambdalocal.SQSDestination{Client: sqs.NewFromConfig(q.stack.AWSConfig(t, logicalID)), QueueURL: q.URL}
 	return c
 }
 
