@@ -247,20 +247,12 @@ func scanObject(b []byte, i, depth int) (int, error) {
 		if j, err = scanValue(b, j, depth); err != nil {
 			return 0, err
 		}
-		j = skipWS(b, j)
+		var end bool
+		if j, end, err = member(b, j, '}', "after object key:value pair"); err != nil || end {
+			return j, err
+		}
 		if j >= len(b) {
 			return 0, errIncomplete
-		}
-		switch b[j] {
-		case '}':
-			return j + 1, nil
-		case ',':
-			j = skipWS(b, j+1)
-			if j >= len(b) {
-				return 0, errIncomplete
-			}
-		default:
-			return 0, badChar(b, j, "after object key:value pair")
 		}
 	}
 }
@@ -274,19 +266,28 @@ func scanArray(b []byte, i, depth int) (int, error) {
 		if j, err = scanValue(b, j, depth); err != nil {
 			return 0, err
 		}
-		j = skipWS(b, j)
-		if j >= len(b) {
-			return 0, errIncomplete
-		}
-		switch b[j] {
-		case ']':
-			return j + 1, nil
-		case ',':
-			j = skipWS(b, j+1)
-		default:
-			return 0, badChar(b, j, "after array element")
+		var end bool
+		if j, end, err = member(b, j, ']', "after array element"); err != nil || end {
+			return j, err
 		}
 	}
+}
+
+// member steps over what follows a member of a container that ends with
+// closing: end is true (j after the bracket) at the end, else j is where
+// the next member starts, after the comma and white space.
+func member(b []byte, j int, closing byte, where string) (int, bool, error) {
+	j = skipWS(b, j)
+	if j >= len(b) {
+		return 0, false, errIncomplete
+	}
+	switch b[j] {
+	case closing:
+		return j + 1, true, nil
+	case ',':
+		return skipWS(b, j+1), false, nil
+	}
+	return 0, false, badChar(b, j, where)
 }
 
 // framer holds the bytes read from the source and not yet handed out.
