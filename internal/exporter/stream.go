@@ -27,10 +27,10 @@ const (
 	// gzipLevel trades CPU for size; CPU is what bounds a collect. With
 	// github.com/klauspost/compress/gzip (standard gzip output, a drop-in
 	// for compress/gzip), on sample Mixpanel events, one core
-	// (BenchmarkGzipLevels, README): level 2 ran 111–130 MB/s at a 5.49x
-	// ratio, its level 1 68–92 MB/s (5.48x), level 3 70–117 MB/s (5.62x),
-	// level 6 73–79 MB/s (6.16x); the standard library's level 1 52–55 MB/s
-	// (5.01x) and level 6 25–36 MB/s (6.49x).
+	// (BenchmarkGzipLevels, README): level 2 389–414 MB/s at a 5.49x ratio,
+	// its level 1 357–399 MB/s (5.48x), level 3 343–347 MB/s (5.62x), level
+	// 6 200 MB/s (6.16x); the standard library's level 1 185 MB/s (5.01x)
+	// and level 6 100 MB/s (6.49x).
 	gzipLevel = 2
 	// blockSize is the input of one gzip member: records are compressed in
 	// blocks of about this much JSON, in parallel when there is more than
