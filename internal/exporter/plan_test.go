@@ -2,6 +2,8 @@ package exporter
 
 import (
 	"errors"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 	_ "time/tzdata" // the zones below, whatever the machine has
@@ -305,5 +307,21 @@ func TestPlanWindowsChain(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestValidObject checks the written-out object name check against the
+// regular expression it replaces, on the edges and on every byte.
+func TestValidObject(t *testing.T) {
+	re := regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	names := []string{"", "a", "activities", "users", "a_1", "1a", "_a", "A", "aB", "a-b", "a b", "é",
+		"a" + strings.Repeat("b", 63), "a" + strings.Repeat("b", 64), strings.Repeat("z", 65)}
+	for c := range 256 {
+		names = append(names, string(rune(c)), "a"+string([]byte{byte(c)}))
+	}
+	for _, n := range names {
+		if got, want := validObject(n), re.MatchString(n); got != want {
+			t.Errorf("validObject(%q) = %v, want %v", n, got, want)
+		}
 	}
 }
