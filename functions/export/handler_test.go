@@ -185,12 +185,7 @@ func TestTuneGC(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			debug.SetGCPercent(100)
-			tuneGC(func(k string) string {
-				if k == "GOGC" {
-					return tc.gogc
-				}
-				return ""
-			})
+			tuneGC(tc.gogc)
 			if got := debug.SetGCPercent(100); got != tc.want {
 				t.Errorf("GC percent = %d, want %d", got, tc.want)
 			}

@@ -25,7 +25,7 @@ import (
 func main() {
 	// JSON logs from the first line, so an init failure is readable too.
 	slog.SetDefault(logging.New(slog.LevelInfo))
-	tuneGC(os.Getenv)
+	tuneGC(os.Getenv("GOGC")) // the Go runtime's variable: template.yaml sets none
 	h, err := newHandler(context.Background(), os.Getenv)
 	if err != nil {
 		slog.Error("init failed", "err", err.Error())
@@ -44,9 +44,10 @@ func main() {
 // mostly pointer-free bytes.
 const collectGCPercent = 25
 
-// tuneGC sets collectGCPercent unless GOGC is set in the environment.
-func tuneGC(getenv func(string) string) {
-	if getenv("GOGC") == "" {
+// tuneGC sets collectGCPercent unless GOGC (gogc, its value in the
+// environment) is set.
+func tuneGC(gogc string) {
+	if gogc == "" {
 		debug.SetGCPercent(collectGCPercent)
 	}
 }
