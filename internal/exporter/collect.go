@@ -418,6 +418,11 @@ type Manifest struct {
 	Format    string    `json:"format"` // "jsonl.gz"
 	CreatedAt time.Time `json:"createdAt"`
 	Version   int       `json:"version"`
+	// TimeBasis (utc or project) and Timezone say how a day object's
+	// window was cut: under project, Window holds wall-clock readings of
+	// Timezone written as UTC, as properties.time counts them.
+	TimeBasis TimeBasis `json:"timeBasis,omitempty"`
+	Timezone  string    `json:"timezone,omitempty"`
 }
 
 // ManifestWindow is the job's window, [From, To). A snapshot has From == To.

@@ -48,6 +48,8 @@ type Config struct {
 	Start string
 	// Location aligns day windows (UTC).
 	Location *time.Location
+	// TimeBasis says what properties.time counts (BasisUTC).
+	TimeBasis TimeBasis
 	// Lag is how long after a day ends before it is exported (0).
 	Lag time.Duration
 	// MaxJobs is the most CE jobs one run or one sweep starts (6).
@@ -112,6 +114,9 @@ func New(cfg Config, api CE, store ObjectStore, jobs *ledger.Store, log *slog.Lo
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
 	}
+	if cfg.TimeBasis == "" {
+		cfg.TimeBasis = DefaultTimeBasis
+	}
 	if cfg.MaxJobs <= 0 {
 		cfg.MaxJobs = DefaultMaxJobs
 	}
@@ -149,6 +154,22 @@ func New(cfg Config, api CE, store ObjectStore, jobs *ledger.Store, log *slog.Lo
 }
 
 func (e *Exporter) now() time.Time { return e.cfg.Now().UTC() }
+
+// basisOf and zoneOf are what a day job's manifest states about its
+// window ("" for a snapshot).
+func (e *Exporter) basisOf(job *ledger.Job) TimeBasis {
+	if Snapshot(job.Object) {
+		return ""
+	}
+	return e.cfg.TimeBasis
+}
+
+func (e *Exporter) zoneOf(job *ledger.Job) string {
+	if Snapshot(job.Object) {
+		return ""
+	}
+	return e.cfg.Location.String()
+}
 
 // RunRequest asks for a run. Without From and To it is the scheduled run;
 // with them a backfill of exactly those days.
@@ -213,6 +234,7 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	pr := PlanRequest{
 		Objects:    objects,
 		Location:   e.cfg.Location,
+		Basis:      e.cfg.TimeBasis,
 		Now:        now,
 		Lag:        e.cfg.Lag,
 		MaxJobs:    e.cfg.MaxJobs,

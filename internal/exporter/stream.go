@@ -143,6 +143,8 @@ func (e *Exporter) export(workCtx, ctx context.Context, job *ledger.Job, st *ce.
 		Format:          partFormat,
 		CreatedAt:       e.now(),
 		Version:         1,
+		TimeBasis:       e.basisOf(job),
+		Timezone:        e.zoneOf(job),
 	}
 	t1 := time.Now()
 	if err := e.publish(ctx, job, m, restore); err != nil {
