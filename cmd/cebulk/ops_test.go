@@ -328,7 +328,16 @@ func TestImportCommand(t *testing.T) {
 		wantReport string // the report folder, under reports/
 		wantLines  []int  // the rejected rows
 		wantSent   int
+		throttle   *cetest.Throttle // installed before the run
 	}{
+		{
+			name:       "three 429s on the upload are waited out",
+			key:        key,
+			args:       []string{"-key", key},
+			throttle:   &cetest.Throttle{Suffix: "/bulk/users", Calls: 3, RetryAfter: "0"},
+			wantStdout: []string{"read through: 4 records, 3 valid, 1 rejected; 1 chunk sent to CE\n", "status PARTIAL"},
+			wantReport: key, wantLines: []int{3}, wantSent: 3,
+		},
 		{
 			name: "a CSV with a bad row",
 			// The upload's first status read finds it running, so the
@@ -404,6 +413,9 @@ func TestImportCommand(t *testing.T) {
 			if tc.key != "" {
 				st.put(t, tc.key, []byte(usersCSV))
 			}
+			if tc.throttle != nil {
+				st.fake.Throttle(*tc.throttle)
+			}
 			args := []string{"import", "-poll", "10ms"}
 			for _, a := range tc.args {
 				args = append(args, strings.ReplaceAll(a, "{bucket}", st.bucket))
@@ -428,6 +440,11 @@ func TestImportCommand(t *testing.T) {
 			}
 			if got := len(st.fake.Uploaded("users")); got != tc.wantSent {
 				t.Errorf("records CE accepted = %d, want %d", got, tc.wantSent)
+			}
+			if tc.throttle != nil {
+				if got := st.fake.Requests("POST /bulk/users"); got != tc.throttle.Calls+1 {
+					t.Errorf("upload requests = %d, want %d refused and 1 accepted", got, tc.throttle.Calls)
+				}
 			}
 			if tc.wantReport == "" {
 				return
