@@ -374,6 +374,12 @@ func (e *Exporter) ceFailed(ctx context.Context, job *ledger.Job, etag string, h
 	}
 	e.logJob(ctx, slog.LevelWarn, "CE job failed; starting a new one", j, slog.String("reason", reason))
 	res.Outcome, res.Status, res.Error = OutcomeRestarted, j.Status, reason
+	g, err := e.takeTokens(ctx, j.Object)
+	if err != nil || g == nil {
+		// The job waits PENDING without a CE job for a sweep with budget.
+		e.logJob(ctx, slog.LevelInfo, "query budget spent: the sweep starts the new CE job", j)
+		return res, nil
+	}
 	j, _, err = e.startCE(ctx, j, tag, token)
 	res.CEJobID = j.CEJobID
 	if err != nil && !errors.Is(err, errStart) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cebulk/cebulk/internal/budget"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/logging"
 	"github.com/cebulk/cebulk/internal/s3stream"
@@ -37,6 +38,14 @@ type ObjectStore interface {
 	List(ctx context.Context, bucket, prefix string) iter.Seq2[s3stream.ObjectInfo, error]
 }
 
+// Budget is the deployment's query budget (*budget.Budget): every CE query
+// job started takes tokens from it first.
+type Budget interface {
+	Limit() int
+	Claim(ctx context.Context, n int) (budget.Grant, error)
+	Refund(ctx context.Context, g budget.Grant, n int) error
+}
+
 // Config configures an Exporter. Zero fields take the defaults noted.
 type Config struct {
 	// Bucket is the data bucket (exports/ and state/). Required.
@@ -52,8 +61,14 @@ type Config struct {
 	TimeBasis TimeBasis
 	// Lag is how long after a day ends before it is exported (0).
 	Lag time.Duration
-	// MaxJobs is the most CE jobs one run or one sweep starts (6).
+	// MaxJobs is the most CE jobs one invocation (a run or a sweep) starts
+	// (60); the query budget is the limit across invocations.
 	MaxJobs int
+	// Budget, when set, is charged for every CE query job started: one
+	// token for a day window, ⌈profiles of the last snapshot / 1000⌉ (at
+	// least 1) for a snapshot. Work that finds it spent waits for a later
+	// sweep.
+	Budget Budget
 	// CallbackURL is the webhook's callback route; "" means poll only.
 	CallbackURL string
 	// MaxAttempts bounds the tries of one window: CE jobs started and
@@ -184,12 +199,17 @@ type RunRequest struct {
 	// across Lambda's retries of one event); zero means now. It is
 	// truncated to the hour.
 	At time.Time
-	// RunID ties the jobs of one operator request together (ledger Run).
+	// RunID ties the jobs of one operator request together (ledger Run)
+	// and names a backfill's durable run (state/runs/<RunID>.json); a
+	// backfill without one gets a fresh id.
 	RunID string
+	// By says who asked, for the run record.
+	By string
 }
 
 // RunResult reports a run.
 type RunResult struct {
+	RunID      string            `json:"runId,omitempty"` // a backfill's durable run
 	Started    []StartedJob      `json:"started"`
 	Skipped    []string          `json:"skipped,omitempty"`    // windows with a job, left alone
 	Deferred   int               `json:"deferred,omitempty"`   // windows over MaxJobs, for a later run
@@ -250,6 +270,31 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	}
 
 	res := RunResult{Started: []StartedJob{}}
+	if backfill {
+		// Day objects become a durable run, worked off by this and later
+		// invocations as the budget allows; a snapshot object listed gets
+		// its one snapshot below, as in a scheduled run.
+		var days, snaps []string
+		for _, o := range objects {
+			if Snapshot(o) {
+				snaps = append(snaps, o)
+			} else {
+				days = append(days, o)
+			}
+		}
+		if len(days) > 0 {
+			if req.RunID == "" {
+				req.RunID = NewRunID(now)
+			}
+			if err := e.startRun(ctx, req, days, &res); err != nil {
+				return res, err
+			}
+		}
+		if len(snaps) == 0 {
+			return res, nil
+		}
+		objects, pr.Objects = snaps, snaps
+	}
 	if !backfill {
 		pr.Watermarks = map[string]string{}
 		res.Watermarks = map[string]string{}
@@ -285,12 +330,23 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 		e.log.WarnContext(ctx, "backfill days not exportable yet were left out",
 			"days", len(plan.NotReady), "first", plan.NotReady[0], "lag", e.cfg.Lag.String())
 	}
-	for _, p := range plan.Jobs {
-		sj, started, err := e.startPlanned(ctx, p, req.RunID)
+	for i, p := range plan.Jobs {
+		g, err := e.takeTokens(ctx, p.Object)
 		if err != nil {
 			return res, err
 		}
+		if g == nil {
+			res.Deferred += len(plan.Jobs) - i
+			e.log.InfoContext(ctx, "query budget spent: windows left for a later run", "deferred", len(plan.Jobs)-i)
+			break
+		}
+		sj, started, err := e.startPlanned(ctx, p, req.RunID)
+		if err != nil {
+			e.refund(ctx, g)
+			return res, err
+		}
 		if !started {
+			e.refund(ctx, g)
 			res.Skipped = append(res.Skipped, p.ID)
 			continue
 		}

@@ -1,0 +1,147 @@
+package exporter
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cebulk/cebulk/internal/budget"
+	"github.com/cebulk/cebulk/internal/cetest"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestNewRunThreeYears(t *testing.T) {
+	now := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name               string
+		from, to           string
+		lag                time.Duration
+		wantDays, notReady int
+		first, last        string
+		wantErr            bool
+	}{
+		{name: "three years", from: "2023-12-01", to: "2026-12-01", wantDays: 1096, first: "2023-12-01", last: "2026-11-30"},
+		{name: "up to today: today not ready", from: "2026-11-01", to: "2026-12-03", lag: 2 * time.Hour, wantDays: 31, notReady: 1, first: "2026-11-01", last: "2026-12-01"},
+		{name: "over three years", from: "2023-11-30", to: "2026-12-01", wantErr: true},
+		{name: "empty", from: "2026-11-01", to: "2026-11-01", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := NewRun("run-1", "tester", []string{ObjectActivities, ObjectUsers}, tc.from, tc.to, now, time.UTC, BasisUTC, tc.lag)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("NewRun error = %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if len(r.Days) != tc.wantDays || len(r.NotReady) != tc.notReady {
+				t.Fatalf("%d days, %d not ready; want %d, %d", len(r.Days), len(r.NotReady), tc.wantDays, tc.notReady)
+			}
+			if got := []string{r.Days[0].Day, r.Days[len(r.Days)-1].Day}; !cmp.Equal(got, []string{tc.first, tc.last}) {
+				t.Errorf("days run %v, want %s..%s", got, tc.first, tc.last)
+			}
+			if !cmp.Equal(r.Objects, []string{ObjectActivities}) {
+				t.Errorf("objects = %v: a run holds day objects only", r.Objects)
+			}
+			// Oldest first, and each call takes the next PENDING ones.
+			idx := r.NextDays(50)
+			for i, k := range idx {
+				if k != i {
+					t.Fatalf("NextDays = %v, want the oldest first", idx)
+				}
+				r.Days[k].State = DayStarted
+			}
+			if next := r.NextDays(1); len(r.Days) > 50 && (len(next) != 1 || next[0] != len(idx)) {
+				t.Errorf("NextDays after 50 started = %v, want [%d]", next, len(idx))
+			}
+			p := r.Progress()
+			if p.Started != min(50, len(r.Days)) || p.Pending != len(r.Days)-p.Started || r.Status != RunRunning {
+				t.Errorf("progress = %+v, status %s", p, r.Status)
+			}
+			for i := range r.Days {
+				r.Days[i].State = DayDone
+			}
+			r.Days[3].State = DayFailed
+			r.settle()
+			if p := r.Progress(); r.Status != RunPartial || !cmp.Equal(p.FailedDays, []string{r.Days[3].JobID()}) {
+				t.Errorf("status %s, failed %v; want PARTIAL naming day 3", r.Status, p.FailedDays)
+			}
+		})
+	}
+}
+
+// TestRunHourByHour: a 40-day backfill under a budget of 15 queries an hour
+// starts 15 days in the hour of the request, nothing more in that hour
+// however many sweeps run, 15 more in each later hour, and ends DONE with
+// every partition exact, never spending more than 15 queries in an hour.
+func TestRunHourByHour(t *testing.T) {
+	e := newEnv(t, cetest.Options{}, Config{})
+	// Start five minutes into an hour, so that sweeps in "the same hour"
+	// stay in it.
+	now := e.clock.Now()
+	e.clock.Add(now.Truncate(time.Hour).Add(time.Hour + 5*time.Minute).Sub(now))
+	byDay := seedActivities(e.fake, 4000, dayStart(e.day(-45)), dayStart(e.day(0)))
+	b, err := budget.New(e.s3, e.bucket, 15, budget.WithClock(e.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Budget = b
+	ex := e.exporter(nil, nil)
+
+	from, to := e.day(-42), e.day(-2)
+	run := mustRun(t, ex, RunRequest{From: from, To: to, RunID: "backfill-40", By: "test"})
+	if len(run.Started) != 15 || run.Deferred != 25 || run.RunID != "backfill-40" {
+		t.Fatalf("run = %d started, %d deferred, id %q; want 15, 25, backfill-40", len(run.Started), run.Deferred, run.RunID)
+	}
+	if got := startedIDs(run)[0]; got != DayJobID(ObjectActivities, from) {
+		t.Errorf("first day started = %s, want the oldest, %s", got, from)
+	}
+	for range 3 {
+		e.clock.Add(2 * time.Minute)
+		if s := mustSweep(t, ex); len(s.Started) != 0 {
+			t.Fatalf("a sweep in the same hour started %v", s.Started)
+		}
+	}
+	r, _, err := ReadRun(t.Context(), e.s3, e.bucket, "backfill-40")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := r.Progress(); p.Done != 15 || p.Pending != 25 || p.Records == 0 {
+		t.Errorf("after the first hour: %+v, want 15 done (collected by the sweeps), 25 pending", p)
+	}
+	hours := 1
+	for ; hours < 10; hours++ {
+		e.clock.Add(time.Hour)
+		mustSweep(t, ex) // starts the next 15
+		e.clock.Add(2 * time.Minute)
+		mustSweep(t, ex) // collects them
+		if r, _, err = ReadRun(t.Context(), e.s3, e.bucket, "backfill-40"); err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != RunRunning {
+			break
+		}
+	}
+	if r.Status != RunDone || hours != 2 {
+		t.Fatalf("run %s after %d hours (%+v), want DONE 2 hours after the request", r.Status, hours, r.Progress())
+	}
+	var total int64
+	for d := dayStart(from); d.Before(dayStart(to)); d = d.AddDate(0, 0, 1) {
+		day := d.Format(dayLayout)
+		e.checkPartition(t, ObjectActivities, "dt="+day, byDay[day])
+		total += int64(len(byDay[day]))
+	}
+	if p := r.Progress(); p.Records != total {
+		t.Errorf("run records = %d, want %d", p.Records, total)
+	}
+	// Never more than 15 queries in any clock hour.
+	start := now.Truncate(time.Hour).Add(time.Hour)
+	for h := range hours + 1 {
+		from := start.Add(time.Duration(h) * time.Hour)
+		if q := e.fake.QueryCost(from, from.Add(time.Hour)); q > 15 {
+			t.Errorf("hour %d: %d queries, budget 15", h, q)
+		}
+	}
+	if n := len(e.fake.Jobs()); n != 40 {
+		t.Errorf("%d CE jobs, want 40: one per day", n)
+	}
+}
