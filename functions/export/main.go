@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/cebulk/cebulk/internal/budget"
 	"github.com/cebulk/cebulk/internal/exporter"
 	"github.com/cebulk/cebulk/internal/lambdaenv"
 	"github.com/cebulk/cebulk/internal/logging"
@@ -39,6 +40,10 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 	if err != nil {
 		return nil, err
 	}
+	b, err := budget.New(c.Store, cfg.Bucket, cfg.QueriesPerHour)
+	if err != nil {
+		return nil, err
+	}
 	ex := exporter.New(exporter.Config{
 		Bucket:      cfg.Bucket,
 		Objects:     cfg.Objects,
@@ -46,6 +51,8 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		Location:    cfg.Location,
 		Lag:         cfg.Lag,
 		MaxJobs:     cfg.MaxJobs,
+		Budget:      b,
+		TimeBasis:   cfg.TimeBasis,
 		CallbackURL: cfg.CallbackURL,
 		Metrics:     os.Stdout, // CloudWatch embedded metric format
 	}, c.CE, c.Store, c.Jobs, c.Log)

@@ -376,12 +376,40 @@ func mustDay(day string) time.Time {
 
 // RunView is what GET /runs/{id} and `cebulk runs ID` show.
 type RunView struct {
-	*Run
-	Progress RunProgress `json:"progress"`
-	// ETA is when the last PENDING day can have been started at the
-	// budget's limit, if the run were its only user (zero when none is
-	// pending); the days then take CE's time to finish.
-	ETA *time.Time `json:"eta,omitempty"`
+	ID        string      `json:"id"`
+	By        string      `json:"by,omitempty"`
+	Status    RunStatus   `json:"status"`
+	Objects   []string    `json:"objects"`
+	From      string      `json:"from"`
+	To        string      `json:"to"`
+	CreatedAt time.Time   `json:"createdAt"`
+	UpdatedAt time.Time   `json:"updatedAt"`
+	NotReady  []string    `json:"notReady,omitempty"`
+	Progress  RunProgress `json:"progress"`
+	// QueriesPerHour is the budget the estimate assumes.
+	QueriesPerHour int `json:"queriesPerHour,omitempty"`
+	// StartsBy is the start of the clock hour by which every PENDING day
+	// can have been started at the budget's limit, if the run were the
+	// budget's only user (absent when nothing is pending or there is no
+	// budget); ETA adds an hour for the last CE jobs to finish and be
+	// collected by the sweeps.
+	StartsBy *time.Time `json:"startsBy,omitempty"`
+	ETA      *time.Time `json:"eta,omitempty"`
+}
+
+// View sums the run up with an estimate from u, the budget's current hour.
+func (r *Run) View(u budget.Usage) RunView {
+	v := RunView{
+		ID: r.ID, By: r.By, Status: r.Status, Objects: r.Objects, From: r.From, To: r.To,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, NotReady: r.NotReady,
+		Progress: r.Progress(), QueriesPerHour: u.Limit,
+	}
+	if v.Progress.Pending > 0 && u.Limit > 0 {
+		starts := budget.Ready(v.Progress.Pending, u)
+		eta := starts.Add(time.Hour)
+		v.StartsBy, v.ETA = &starts, &eta
+	}
+	return v
 }
 
 // NewRunID returns a fresh run id: run-20261202T021500Z-1a2b3c4d.
