@@ -544,3 +544,48 @@ func awayFromHourBoundary(t *testing.T, margin time.Duration) {
 		time.Sleep(wait + 100*time.Millisecond)
 	}
 }
+
+// TestExportRunOverBudget: a backfill longer than the hour's query budget
+// becomes a run that the command follows with plain progress lines (stdout
+// is no terminal here); `cebulk runs` lists it and shows its estimate.
+func TestExportRunOverBudget(t *testing.T) {
+	awayFromHourBoundary(t, 30*time.Second)
+	st := newOpsStack(t, cetest.Options{}, nil)
+	t.Setenv("EXPORT_QUERIES_PER_HOUR", "2")
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	day := func(n int) string { return today.AddDate(0, 0, n).Format(time.DateOnly) }
+	code, stdout, stderr := runCommand(t.Context(), t, "export", "-poll", "10ms", "-wait", "300ms", "-from", day(-3), "-to", day(0))
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (the wait runs out with days pending)\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"deferred: 1 window over the query budget (2 an hour)",
+		"days 2/3 done, 0 running, 1 pending, 0 failed; 48 records; ETA ",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "\r") {
+		t.Errorf("progress redrawn in place on a non-terminal:\n%q", stdout)
+	}
+	if !strings.Contains(stderr, "RUNNING: the ExportFunction's sweeps go on with it") {
+		t.Errorf("stderr = %s", stderr)
+	}
+	if got := st.fake.QueryCost(time.Time{}, time.Time{}); got != 2 {
+		t.Errorf("%d queries, want the budget's 2", got)
+	}
+	code, list, stderr := runCommand(t.Context(), t, "runs")
+	if code != 0 || !strings.Contains(list, "RUNNING: days 2/3 done") || !strings.Contains(list, "by cebulk export") {
+		t.Fatalf("cebulk runs = %d\n%s\n%s", code, list, stderr)
+	}
+	id, _, _ := strings.Cut(list, " ")
+	code, show, stderr := runCommand(t.Context(), t, "runs", id)
+	var v exporter.RunView
+	if code != 0 || json.Unmarshal([]byte(show), &v) != nil {
+		t.Fatalf("cebulk runs %s = %d\n%s\n%s", id, code, show, stderr)
+	}
+	if v.Progress.Pending != 1 || v.Progress.Done != 2 || v.ETA == nil || v.QueriesPerHour != 2 {
+		t.Errorf("run view = %+v", v)
+	}
+}
