@@ -34,6 +34,7 @@ type exportSettings struct {
 	maxJobs      int
 	perHour      int
 	basis        exporter.TimeBasis
+	lookback     int
 	wait, poll   time.Duration
 }
 
@@ -54,6 +55,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.String("lag", "", "how long after a day ends before it is exported, as a `duration` (default $EXPORT_LAG, else 2h)")
 	fs.String("max-jobs", "", "most CE jobs the run, and each sweep, starts: `n` from 1 to 60 (default $EXPORT_MAX_JOBS, else 60)")
 	fs.String("queries-per-hour", "", "the deployment's query budget, shared with the ExportFunction: `n` from 1 to 60\n(default $EXPORT_QUERIES_PER_HOUR, else 50)")
+	fs.String("lookback", "", "finished `days` a run without -from/-to exports again for late events, e.g. 5d (default $EXPORT_LOOKBACK, else 5d)")
 	fs.String("time-basis", "", "what the project's event times count: `utc` or project (default $EXPORT_TIME_BASIS, else utc)")
 	wait := fs.Duration("wait", 2*time.Hour, "how long to wait for the started jobs to end; 0 starts them and exits")
 	poll := fs.Duration("poll", 15*time.Second, "how often to sweep (poll CE, collect, retry) while waiting")
@@ -100,6 +102,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		MaxJobs:   s.maxJobs,
 		Budget:    b,
 		TimeBasis: s.basis,
+		Lookback:  s.lookback,
 		// No callback: the jobs are polled by this command's sweeps (at
 		// once, as PollAfter is 0 without a callback URL), or by the
 		// ExportFunction's sweeps if this command stops first.
@@ -216,6 +219,10 @@ func readExportFlags(fs *flag.FlagSet, from, to string, wait, poll time.Duration
 	}
 	basis, src := flagOrEnv(fs, "time-basis", "EXPORT_TIME_BASIS", string(exporter.DefaultTimeBasis))
 	if s.basis, err = exporter.ParseTimeBasis(basis); err != nil {
+		bad("%s=%v", src, err)
+	}
+	lookback, src := flagOrEnv(fs, "lookback", "EXPORT_LOOKBACK", strconv.Itoa(exporter.DefaultLookback)+"d")
+	if s.lookback, err = exporter.ParseLookback(lookback); err != nil {
 		bad("%s=%v", src, err)
 	}
 	if err := checkWaitPoll("export", wait, poll); err != nil {

@@ -98,7 +98,7 @@ func slowCE(n int) (cetest.Options, func(*cetest.Fake, *http.Request)) {
 func clearOpsEnv(t *testing.T) {
 	t.Helper()
 	for _, k := range []string{"CE_BASE_URL", "CE_SECRET_ID", "DATA_BUCKET", "LOG_LEVEL", "CALLBACK_URL",
-		"EXPORT_OBJECTS", "EXPORT_START", "EXPORT_TIMEZONE", "EXPORT_LAG", "EXPORT_MAX_JOBS", "IMPORT_CHUNK_RECORDS"} {
+		"EXPORT_OBJECTS", "EXPORT_START", "EXPORT_TIMEZONE", "EXPORT_LAG", "EXPORT_MAX_JOBS", "EXPORT_QUERIES_PER_HOUR", "EXPORT_TIME_BASIS", "EXPORT_LOOKBACK", "IMPORT_CHUNK_RECORDS"} {
 		t.Setenv(k, "")
 	}
 }

@@ -19,6 +19,7 @@ type config struct {
 	// QueriesPerHour is the deployment's query budget.
 	QueriesPerHour int
 	TimeBasis      exporter.TimeBasis
+	Lookback       int // days re-exported by the nightly run
 }
 
 // loadConfig reads and checks the environment, reporting every problem at
@@ -56,6 +57,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.TimeBasis, err = exporter.ParseTimeBasis(getenv("EXPORT_TIME_BASIS")); err != nil {
 		bad("EXPORT_TIME_BASIS=%v", err)
+	}
+	if c.Lookback, err = exporter.ParseLookback(getenv("EXPORT_LOOKBACK")); err != nil {
+		bad("EXPORT_LOOKBACK=%v", err)
 	}
 	if err := problems.Err(); err != nil {
 		return config{}, err

@@ -53,6 +53,7 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		MaxJobs:     cfg.MaxJobs,
 		Budget:      b,
 		TimeBasis:   cfg.TimeBasis,
+		Lookback:    cfg.Lookback,
 		CallbackURL: cfg.CallbackURL,
 		Metrics:     os.Stdout, // CloudWatch embedded metric format
 	}, c.CE, c.Store, c.Jobs, c.Log)

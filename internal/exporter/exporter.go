@@ -59,6 +59,10 @@ type Config struct {
 	Location *time.Location
 	// TimeBasis says what properties.time counts (BasisUTC).
 	TimeBasis TimeBasis
+	// Lookback is how many finished days before the watermark a scheduled
+	// run exports again, after the new days, replacing each partition
+	// whole (0: none).
+	Lookback int
 	// Lag is how long after a day ends before it is exported (0).
 	Lag time.Duration
 	// MaxJobs is the most CE jobs one invocation (a run or a sweep) starts
@@ -325,6 +329,17 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	if err != nil {
 		return res, err
 	}
+	if !backfill && e.cfg.Lookback > 0 {
+		// Late events: the last finished days again, after the new ones,
+		// from the same budget and cap.
+		more, err := e.lookback(ctx, objects, pr, req.At)
+		if err != nil {
+			return res, err
+		}
+		room := max(0, e.cfg.MaxJobs-len(plan.Jobs))
+		plan.Jobs = append(plan.Jobs, more[:min(room, len(more))]...)
+		plan.Deferred += len(more) - min(room, len(more))
+	}
 	res.Skipped, res.Deferred, res.NotReady = plan.Skipped, plan.Deferred, plan.NotReady
 	if len(plan.NotReady) > 0 {
 		e.log.WarnContext(ctx, "backfill days not exportable yet were left out",
@@ -340,7 +355,11 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 			e.log.InfoContext(ctx, "query budget spent: windows left for a later run", "deferred", len(plan.Jobs)-i)
 			break
 		}
-		sj, started, err := e.startPlanned(ctx, p, req.RunID)
+		runID := req.RunID
+		if !backfill && runID == "" {
+			runID = lookbackTag(req.At, now)
+		}
+		sj, started, err := e.startPlanned(ctx, p, runID)
 		if err != nil {
 			e.refund(ctx, g)
 			return res, err
@@ -586,4 +605,47 @@ func (e *Exporter) jobEnded(ctx context.Context, job *ledger.Job) {
 		e.log.WarnContext(ctx, "write metric", "err", err.Error())
 	}
 	e.logJob(ctx, slog.LevelError, "export job ended "+string(job.Status), job, slog.String("lastError", job.LastError))
+}
+
+// lookback plans the re-export of the Config.Lookback days before each day
+// object's watermark that are DONE, once per scheduled event: every job a
+// scheduled run starts carries the run id nightly-<event hour>, so a
+// retried event does not export the days a second time.
+func (e *Exporter) lookback(ctx context.Context, objects []string, pr PlanRequest, at time.Time) ([]PlannedJob, error) {
+	tag := lookbackTag(at, pr.Now)
+	var out []PlannedJob
+	for _, o := range objects {
+		next, ok := pr.Watermarks[o]
+		if Snapshot(o) || !ok {
+			continue
+		}
+		days, err := LookbackDays(next, e.cfg.Lookback)
+		if err != nil {
+			return nil, err
+		}
+		for _, day := range days {
+			j, _, err := e.jobs.Get(ctx, DayJobID(o, day))
+			if errors.Is(err, ledger.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if j.Status != ledger.StatusDone || j.Run == tag {
+				continue
+			}
+			p, _ := dayWindow(o, mustDay(day), pr.Location, pr.Basis)
+			p.Action = ActionRestart
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// lookbackTag is the run id of the jobs a scheduled event starts.
+func lookbackTag(at, now time.Time) string {
+	if at.IsZero() {
+		at = now
+	}
+	return "nightly-" + at.UTC().Truncate(time.Hour).Format(snapshotIDLayout)
 }

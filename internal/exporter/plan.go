@@ -335,3 +335,18 @@ func nextDay(day string) (string, error) {
 	}
 	return t.AddDate(0, 0, 1).Format(dayLayout), nil
 }
+
+// LookbackDays returns the n days before next (YYYY-MM-DD, the watermark's
+// first day not yet exported), oldest first: the finished days a scheduled
+// run exports again, for late events.
+func LookbackDays(next string, n int) ([]string, error) {
+	t, err := parseDay(next)
+	if err != nil {
+		return nil, err
+	}
+	days := make([]string, 0, n)
+	for i := n; i >= 1; i-- {
+		days = append(days, t.AddDate(0, 0, -i).Format(dayLayout))
+	}
+	return days, nil
+}

@@ -117,3 +117,24 @@ func ParseQueriesPerHour(s string) (int, error) {
 	}
 	return n, nil
 }
+
+// DefaultLookback is how many finished days the nightly run exports again
+// (EXPORT_LOOKBACK): Mixpanel's mobile SDKs deliver events up to 5 days
+// late, and /import writes into any past day.
+const DefaultLookback = 5
+
+// MaxLookback bounds EXPORT_LOOKBACK (a month).
+const MaxLookback = 31
+
+// ParseLookback reads EXPORT_LOOKBACK, a number of days written "5d" (or
+// "5"); "" is DefaultLookback, "0d" turns the look-back off.
+func ParseLookback(s string) (int, error) {
+	if s == "" {
+		return DefaultLookback, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(s), "d"))
+	if err != nil || n < 0 || n > MaxLookback {
+		return 0, fmt.Errorf("%q: want a number of days such as 5d, from 0d (off) to %dd", s, MaxLookback)
+	}
+	return n, nil
+}

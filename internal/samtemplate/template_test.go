@@ -57,7 +57,7 @@ func (f function) arn() string {
 var commonEnv = []string{"CE_BASE_URL", "CE_SECRET_ID", "DATA_BUCKET", "LOG_LEVEL"}
 
 var (
-	exportFn  = function{"ExportFunction", "export", 900, 1024, []string{"CALLBACK_URL", "EXPORT_OBJECTS", "EXPORT_START", "EXPORT_TIMEZONE", "EXPORT_LAG", "EXPORT_MAX_JOBS", "EXPORT_QUERIES_PER_HOUR", "EXPORT_TIME_BASIS"}}
+	exportFn  = function{"ExportFunction", "export", 900, 1024, []string{"CALLBACK_URL", "EXPORT_OBJECTS", "EXPORT_START", "EXPORT_TIMEZONE", "EXPORT_LAG", "EXPORT_MAX_JOBS", "EXPORT_QUERIES_PER_HOUR", "EXPORT_TIME_BASIS", "EXPORT_LOOKBACK"}}
 	importFn  = function{"ImportFunction", "import", 900, 1024, []string{"CALLBACK_URL", "IMPORT_CHUNK_RECORDS"}}
 	webhookFn = function{"WebhookFunction", "webhook", 30, 256, []string{"EXPORT_FUNCTION_NAME", "IMPORT_FUNCTION_NAME", "EXPORT_MAX_DAYS"}}
 	functions = []function{exportFn, importFn, webhookFn}
@@ -199,7 +199,7 @@ func checkFunction(t *testing.T, s *stack, f function, v variant) {
 	// Every other variable is a parameter, passed through unchanged.
 	params := map[string]string{
 		"EXPORT_OBJECTS": "ExportObjects", "EXPORT_START": "ExportStart", "EXPORT_TIMEZONE": "ExportTimezone",
-		"EXPORT_LAG": "ExportLag", "EXPORT_MAX_JOBS": "ExportMaxJobs", "EXPORT_QUERIES_PER_HOUR": "ExportQueriesPerHour", "EXPORT_TIME_BASIS": "ExportTimeBasis", "IMPORT_CHUNK_RECORDS": "ImportChunkRecords",
+		"EXPORT_LAG": "ExportLag", "EXPORT_MAX_JOBS": "ExportMaxJobs", "EXPORT_QUERIES_PER_HOUR": "ExportQueriesPerHour", "EXPORT_TIME_BASIS": "ExportTimeBasis", "EXPORT_LOOKBACK": "ExportLookback", "IMPORT_CHUNK_RECORDS": "ImportChunkRecords",
 		"EXPORT_MAX_DAYS": "ExportMaxDays",
 	}
 	for _, name := range f.env {
