@@ -6,14 +6,15 @@ GOARCH_LAMBDA ?= arm64
 LDFLAGS   := -s -w
 BUILD_LAMBDA = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_LAMBDA) $(GO) build -trimpath -tags lambda.norpc -ldflags='$(LDFLAGS)'
 
-.PHONY: all test test-short lint vet fmt staticcheck bench demo emulator build \
+.PHONY: all test test-short lint vet fmt staticcheck bench demo emulator emulator-mixpanel build iam-simulate \
         build-ExportFunction build-ImportFunction build-WebhookFunction \
         invoke-export invoke-import invoke-webhook cfn-lint
 
 all: lint test
 
-## test: every test, with the local AWS stack (moto server + Lambda runtime emulator).
-test:
+## test: every test, with the local AWS stack (moto server + Lambda runtime emulator),
+## each function's AWS requests authorised against its template role (internal/awsauthz).
+test: iam-simulate
 	@scripts/with-stack.sh $(GO) test -race -count=1 -timeout 20m ./...
 
 ## test-short: unit tests only (no local stack; integration tests skip).
@@ -33,16 +34,20 @@ vet:
 	$(GO) vet ./...
 
 ## bench: throughput and memory benchmarks (export, import, validation) with the local stack.
-bench:
+bench: iam-simulate
 	@scripts/with-stack.sh $(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 60m ./...
 
 ## demo: the whole flow on this machine (no cloud account): export, callback, import; files land in demo-out/.
-demo:
+demo: iam-simulate
 	$(GO) run ./cmd/cebulk demo -out demo-out
 
 ## emulator: serve the CE emulator on 127.0.0.1:8090 with sample data.
 emulator:
 	$(GO) run ./cmd/cebulk emulator -addr 127.0.0.1:8090
+
+## emulator-mixpanel: serve the Mixpanel API emulator on 127.0.0.1:8091 with sample data.
+emulator-mixpanel:
+	$(GO) run ./cmd/cebulk emulator -api mixpanel -addr 127.0.0.1:8091
 
 ## build-<LogicalId>: the static arm64 bootstraps `sam build` packages.
 build-ExportFunction:
@@ -69,3 +74,21 @@ build-all:
 	$(MAKE) --no-print-directory build-ImportFunction ARTIFACTS_DIR=$(CURDIR)/bin/import
 	$(MAKE) --no-print-directory build-WebhookFunction ARTIFACTS_DIR=$(CURDIR)/bin/webhook
 # ---- end samtemplate --------------------------------------------------------
+
+# ---- awsauthz: the IAM policy evaluator (test-only npm tool) ----------------
+# @cloud-copilot/iam-simulate is AGPL: installed into the git-ignored .tools/
+# for the local stack only, never committed, never part of a bootstrap. The
+# version and its dependencies are pinned by internal/awsauthz/npm's lock file.
+IAM_SIMULATE_DIR   := .tools/iam-simulate
+IAM_SIMULATE_STAMP := $(IAM_SIMULATE_DIR)/.installed
+
+## iam-simulate: install the IAM evaluator the local stack's authorising proxy asks (npm ci, pinned).
+iam-simulate: $(IAM_SIMULATE_STAMP)
+
+$(IAM_SIMULATE_STAMP): internal/awsauthz/npm/package.json internal/awsauthz/npm/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: install Node.js 20+ (the IAM evaluator is a test-only npm tool)" >&2; exit 2; }
+	@rm -rf $(IAM_SIMULATE_DIR) && mkdir -p $(IAM_SIMULATE_DIR)
+	cp internal/awsauthz/npm/package.json internal/awsauthz/npm/package-lock.json $(IAM_SIMULATE_DIR)/
+	cd $(IAM_SIMULATE_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+# ---- end awsauthz -----------------------------------------------------------
