@@ -50,8 +50,15 @@ func startE2E(t *testing.T, env map[string]string) *e2e {
 // SecretARN is set here).
 func startE2EWith(t *testing.T, env map[string]string, opts lambdatest.StackOptions) *e2e {
 	t.Helper()
+	return startE2EProject(t, env, opts, cetest.Options{})
+}
+
+// startE2EProject is startE2EWith with an emulated project configured by
+// ceOpts (whole-day queries, a project-time project).
+func startE2EProject(t *testing.T, env map[string]string, opts lambdatest.StackOptions, ceOpts cetest.Options) *e2e {
+	t.Helper()
 	awstest.Endpoint(t)
-	srv, fake := cetest.NewServer(t, cetest.Options{})
+	srv, fake := cetest.NewServer(t, ceOpts)
 	secret := awstest.NewSecret(t, fmt.Sprintf(`{"userSecret":%q,"organizationSecret":%q,"elementToken":%q}`,
 		cetest.DefaultUserSecret, cetest.DefaultOrgSecret, cetest.DefaultElementToken))
 	// The function runs with exactly ExportFunction's role from template.yaml.
