@@ -353,6 +353,14 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 		if g == nil {
 			res.Deferred += len(plan.Jobs) - i
 			e.log.InfoContext(ctx, "query budget spent: windows left for a later run", "deferred", len(plan.Jobs)-i)
+			if !backfill {
+				// The sweeps start the scheduled run's deferred days
+				// before any backfill's, as the budget allows.
+				if err := e.deferScheduled(ctx, lookbackTag(req.At, now), plan.Jobs[i:]); err != nil {
+					return res, err
+				}
+				res.RunID = lookbackTag(req.At, now)
+			}
 			break
 		}
 		runID := req.RunID

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,11 @@ import (
 // RunsPrefix is where durable runs live in the data bucket:
 // state/runs/<runId>.json.
 const RunsPrefix = "state/runs/"
+
+// OpenRunsPrefix holds one empty marker per RUNNING run
+// (state/runs/open/<runId>): what the sweeps list, so their cost follows
+// the open runs, not every run ever made.
+const OpenRunsPrefix = RunsPrefix + "open/"
 
 // MaxRunDays is the longest range a run accepts: three years.
 const MaxRunDays = 3*365 + 1
@@ -224,11 +230,35 @@ func (e *Exporter) writeRun(ctx context.Context, r *Run, etag string) (string, e
 	if etag == "" {
 		cond = s3stream.Condition{IfNoneMatch: true}
 	}
+	if etag == "" && r.Status == RunRunning {
+		// The marker first: no RUNNING run exists without one.
+		if err := e.markRun(ctx, r.ID, true); err != nil {
+			return "", err
+		}
+	}
 	tag, err := e.store.WriteSmall(ctx, e.cfg.Bucket, RunKey(r.ID), data, "application/json", cond)
 	if errors.Is(err, s3stream.ErrPrecondition) {
 		return "", errRunConflict
 	}
+	if err == nil && r.Status != RunRunning {
+		if merr := e.markRun(ctx, r.ID, false); merr != nil {
+			e.log.WarnContext(ctx, "run ended; its open marker stays until the next sweep", "runId", r.ID, "err", merr.Error())
+		}
+	}
 	return tag, err
+}
+
+// markRun creates (open) or deletes the open marker of run id.
+func (e *Exporter) markRun(ctx context.Context, id string, open bool) error {
+	key := OpenRunsPrefix + id
+	if !open {
+		return e.store.Delete(ctx, e.cfg.Bucket, key)
+	}
+	_, err := e.store.WriteSmall(ctx, e.cfg.Bucket, key, nil, "application/octet-stream", s3stream.Condition{IfNoneMatch: true})
+	if errors.Is(err, s3stream.ErrPrecondition) {
+		return nil
+	}
+	return err
 }
 
 // startRun records a backfill as a durable run (or finds the one a retry
@@ -262,7 +292,7 @@ func (e *Exporter) advanceRun(ctx context.Context, id string, res *RunResult, st
 		return err
 	}
 	if r.Status != RunRunning {
-		return nil
+		return e.markRun(ctx, id, false) // a marker left by a failed delete
 	}
 	return e.advance(ctx, r, etag, res, started)
 }
@@ -346,19 +376,49 @@ func (e *Exporter) advance(ctx context.Context, r *Run, etag string, res *RunRes
 	return nil
 }
 
-// advanceRuns advances every RUNNING run, oldest first, from a sweep.
+// advanceRuns advances every RUNNING run (those with an open marker), from
+// a sweep: the scheduled runs' deferred days (nightly-…) first, so that a
+// long backfill never holds back the nightly export, then the backfills
+// in the order they were asked for.
 func (e *Exporter) advanceRuns(ctx context.Context, res *SweepResult, started *int) {
-	for info, err := range e.store.List(ctx, e.cfg.Bucket, RunsPrefix) {
+	type open struct {
+		id      string
+		nightly bool
+		marked  time.Time // the marker is written just before its run
+	}
+	var runs []open
+	for info, err := range e.store.List(ctx, e.cfg.Bucket, OpenRunsPrefix) {
 		if err != nil {
 			res.Errors = append(res.Errors, "list runs: "+err.Error())
 			return
 		}
-		id, ok := strings.CutSuffix(strings.TrimPrefix(info.Key, RunsPrefix), ".json")
-		if !ok || !ValidRunID(id) {
+		id := strings.TrimPrefix(info.Key, OpenRunsPrefix)
+		if !ValidRunID(id) {
 			continue
 		}
+		runs = append(runs, open{id: id, nightly: strings.HasPrefix(id, "nightly-"), marked: info.LastModified})
+	}
+	slices.SortStableFunc(runs, func(a, b open) int {
+		if a.nightly != b.nightly {
+			if a.nightly {
+				return -1
+			}
+			return 1
+		}
+		return a.marked.Compare(b.marked)
+	})
+	for _, o := range runs {
+		id, info := o.id, s3stream.ObjectInfo{LastModified: o.marked}
 		var rr RunResult
-		if err := e.advanceRun(ctx, id, &rr, started); err != nil {
+		err := e.advanceRun(ctx, id, &rr, started)
+		if errors.Is(err, s3stream.ErrNotFound) && e.now().Sub(info.LastModified) > time.Hour {
+			// The request that made the marker never wrote its run.
+			err = e.markRun(ctx, id, false)
+		}
+		if errors.Is(err, s3stream.ErrNotFound) {
+			continue // its request may still be writing it
+		}
+		if err != nil {
 			res.Errors = append(res.Errors, "run "+id+": "+err.Error())
 			e.log.WarnContext(ctx, "sweep: run left for the next sweep", "runId", id, "err", err.Error())
 			continue
@@ -485,4 +545,40 @@ func (e *Exporter) snapshotCost(ctx context.Context, object string) (int, error)
 // ⌈profiles/1000⌉, at least 1.
 func SnapshotCost(profiles int64) int {
 	return max(1, int((profiles+999)/1000))
+}
+
+// deferScheduled records the day windows a scheduled run could not start
+// for want of budget as the run id (nightly-<event hour>), which the sweeps
+// advance before any backfill. Snapshots are left to the next scheduled
+// run. A run already recorded by an earlier try of the same event stays.
+func (e *Exporter) deferScheduled(ctx context.Context, id string, jobs []PlannedJob) error {
+	r := Run{ID: id, By: "schedule", CreatedAt: e.now(), Days: []RunDay{}}
+	seen := map[string]bool{}
+	for _, p := range jobs {
+		if p.Day == "" {
+			continue
+		}
+		if !seen[p.Object] {
+			seen[p.Object] = true
+			r.Objects = append(r.Objects, p.Object)
+		}
+		r.Days = append(r.Days, RunDay{Object: p.Object, Day: p.Day, State: DayPending})
+		if r.From == "" || p.Day < r.From {
+			r.From = p.Day
+		}
+		if next, err := nextDay(p.Day); err == nil && next > r.To {
+			r.To = next
+		}
+	}
+	if len(r.Days) == 0 {
+		return nil
+	}
+	if e.cfg.Budget != nil {
+		r.QueriesPerHour = e.cfg.Budget.Limit()
+	}
+	r.settle()
+	if _, err := e.writeRun(ctx, &r, ""); err != nil && !errors.Is(err, errRunConflict) {
+		return fmt.Errorf("record the deferred days of %s: %w", id, err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -105,6 +106,9 @@ func TestRunHourByHour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, ok := e.get(t, OpenRunsPrefix+"backfill-40"); !ok {
+		t.Error("a RUNNING run has no open marker")
+	}
 	if p := r.Progress(); p.Done != 15 || p.Pending != 25 || p.Records == 0 {
 		t.Errorf("after the first hour: %+v, want 15 done (collected by the sweeps), 25 pending", p)
 	}
@@ -120,6 +124,9 @@ func TestRunHourByHour(t *testing.T) {
 		if r.Status != RunRunning {
 			break
 		}
+	}
+	if _, ok := e.get(t, OpenRunsPrefix+"backfill-40"); ok == (r.Status == RunDone) {
+		t.Errorf("open marker present %v with the run %s", ok, r.Status)
 	}
 	if r.Status != RunDone || hours != 2 {
 		t.Fatalf("run %s after %d hours (%+v), want DONE 2 hours after the request", r.Status, hours, r.Progress())
@@ -143,5 +150,36 @@ func TestRunHourByHour(t *testing.T) {
 	}
 	if n := len(e.fake.Jobs()); n != 40 {
 		t.Errorf("%d CE jobs, want 40: one per day", n)
+	}
+}
+
+// TestNightlyBeforeBackfill: the days a scheduled run could not start for
+// want of budget become a run that the sweeps advance before a long
+// backfill, which takes what is left of each hour.
+func TestNightlyBeforeBackfill(t *testing.T) {
+	e := newEnv(t, cetest.Options{}, Config{})
+	now := e.clock.Now()
+	e.clock.Add(now.Truncate(time.Hour).Add(time.Hour + 5*time.Minute).Sub(now))
+	seedActivities(e.fake, 2000, dayStart(e.day(-40)), dayStart(e.day(0)))
+	b, err := budget.New(e.s3, e.bucket, 3, budget.WithClock(e.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Budget, e.cfg.Start = b, e.day(-5)
+	ex := e.exporter(nil, nil)
+
+	if r := mustRun(t, ex, RunRequest{From: e.day(-30), To: e.day(-20), RunID: "long"}); len(r.Started) != 3 || r.Deferred != 7 {
+		t.Fatalf("backfill: %d started, %d deferred; want 3, 7", len(r.Started), r.Deferred)
+	}
+	e.clock.Add(time.Hour)
+	night := mustRun(t, ex, RunRequest{At: e.clock.Now()})
+	if len(night.Started) != 3 || night.Deferred != 2 || !strings.HasPrefix(night.RunID, "nightly-") {
+		t.Fatalf("nightly: %d started, %d deferred, run %q; want 3, 2 and a nightly run", len(night.Started), night.Deferred, night.RunID)
+	}
+	e.clock.Add(time.Hour)
+	s := mustSweep(t, ex)
+	want := []string{DayJobID(ObjectActivities, e.day(-2)), DayJobID(ObjectActivities, e.day(-1)), DayJobID(ObjectActivities, e.day(-27))}
+	if diff := cmp.Diff(want, s.Started); diff != "" {
+		t.Errorf("sweep started (-want +got): the nightly's days first, then the backfill's oldest\n%s", diff)
 	}
 }

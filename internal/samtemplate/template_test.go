@@ -773,6 +773,7 @@ func TestPolicies(t *testing.T) {
 				exportFn.logicalID: slices.Concat(
 					obj("exports/", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"),
 					obj("state/", "s3:GetObject", "s3:PutObject"),
+					obj("state/runs/open/", "s3:DeleteObject"),
 					[]string{list, secret, "lambda:InvokeFunction " + exportFn.arn()},
 				),
 				importFn.logicalID: slices.Concat(
