@@ -22,7 +22,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/cebulk/cebulk/internal/pause"
+	"github.com/cebulk/cebulk/internal/httpapi"
 	"github.com/cebulk/cebulk/internal/s3stream"
 )
 
@@ -231,7 +231,7 @@ func (b *Budget) read(ctx context.Context) (state, string, error) {
 
 // sleepJitter waits 5–50 ms, growing with the try, before a claim retries.
 func sleepJitter(ctx context.Context, try int) error {
-	return pause.For(ctx, time.Duration(5+rand.IntN(10*(min(try, 4)+1)))*time.Millisecond)
+	return httpapi.Sleep(ctx, time.Duration(5+rand.IntN(10*(min(try, 4)+1)))*time.Millisecond)
 }
 
 // Ready returns the start of the clock hour in which n more queries will

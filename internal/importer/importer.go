@@ -14,9 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cebulk/cebulk/internal/httpapi"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/mixpanel"
-	"github.com/cebulk/cebulk/internal/pause"
 	"github.com/cebulk/cebulk/internal/s3stream"
 	"github.com/cebulk/cebulk/pkg/ce"
 )
@@ -105,7 +105,7 @@ func (c Config) withDefaults() Config {
 		c.JobDeadline = DefaultJobDeadline
 	}
 	if c.Sleep == nil {
-		c.Sleep = pause.For
+		c.Sleep = httpapi.Sleep
 	}
 	if c.Jitter == nil {
 		c.Jitter = rand.Int64N
