@@ -183,3 +183,41 @@ func TestNightlyBeforeBackfill(t *testing.T) {
 		t.Errorf("sweep started (-want +got): the nightly's days first, then the backfill's oldest\n%s", diff)
 	}
 }
+
+// TestSnapshotChargedByLastProfileCount: a users snapshot costs one token
+// the first time, then ⌈profiles of the last DONE snapshot / 1000⌉.
+func TestSnapshotChargedByLastProfileCount(t *testing.T) {
+	e := newEnv(t, cetest.Options{}, Config{Objects: []string{ObjectUsers}})
+	now := e.clock.Now()
+	e.clock.Add(now.Truncate(time.Hour).Add(time.Hour + 5*time.Minute).Sub(now))
+	e.fake.SeedGenerated(ObjectUsers, cetest.SampleUsers(3, 2500))
+	b, err := budget.New(e.s3, e.bucket, 10, budget.WithClock(e.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Budget = b
+	ex := e.exporter(nil, nil)
+	used := func() int {
+		u, err := b.Usage(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Used
+	}
+	if r := mustRun(t, ex, RunRequest{At: e.clock.Now()}); len(r.Started) != 1 || used() != 1 {
+		t.Fatalf("first snapshot: %d started, %d tokens; want 1, 1", len(r.Started), used())
+	}
+	mustSweep(t, ex)
+	e.clock.Add(time.Hour)
+	if r := mustRun(t, ex, RunRequest{At: e.clock.Now()}); len(r.Started) != 1 || used() != 3 {
+		t.Fatalf("second snapshot: %d started, %d tokens; want 1 charged ceil(2500/1000) = 3", len(r.Started), used())
+	}
+	for _, tc := range []struct {
+		profiles int64
+		want     int
+	}{{0, 1}, {1, 1}, {1000, 1}, {1001, 2}, {500_000, 500}} {
+		if got := SnapshotCost(tc.profiles); got != tc.want {
+			t.Errorf("SnapshotCost(%d) = %d, want %d", tc.profiles, got, tc.want)
+		}
+	}
+}
