@@ -54,8 +54,10 @@
 //     refused request) and the chunk is streamed again after the wait CE
 //     asked for (Retry-After) or, without one, Mixpanel's advice: 2 s
 //     doubling to 60 s, plus 1–5 s of jitter ([MixpanelBackoff]). When
-//     the wait outlasts the invocation, the import checkpoints and a
-//     resume invocation goes on; the invocation succeeds either way.
+//     the wait outlasts the invocation, the import is released PENDING
+//     with RateLimited set (no failure counted, no immediate re-invocation:
+//     an outage can last hours) and the invocation answers StatusRetry;
+//     the sweep resumes it. The invocation succeeds either way.
 //   - CE refused it for good (another 4xx): the chunk is FAILED and the
 //     import stops (FAILED), since CE will refuse the rest too.
 //   - The whole body was sent but the answer was lost (timeout, reset,

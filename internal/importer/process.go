@@ -122,7 +122,7 @@ func (r *runner) process(ctx context.Context, o runOptions) (Result, error) {
 		case res == spanThrottled:
 			wait := r.throttleWait()
 			if hasDeadline && time.Until(stopAt) < wait+estimate+estimate/2 {
-				return r.checkpoint(ctx, fmt.Sprintf("CE rate limit (%d refusals in a row) outlasts the invocation", r.throttles))
+				return r.rateLimited(ctx, wait)
 			}
 			r.im.log.InfoContext(ctx, "CE rate limit: chunk sent again after a wait", "importId", r.rec.ID,
 				"chunk", p.Chunks+1, "status", r.throttle.StatusCode, "refusals", r.throttles, "waitMs", wait.Milliseconds())
@@ -582,7 +582,7 @@ func (r *runner) commit(ctx context.Context, sp *span, chunked bool) error {
 		return err
 	}
 	p := r.rec.Import
-	p.Failures, p.Stalls = 0, 0 // progress: earlier failures were transient
+	p.Failures, p.Stalls, p.RateLimited = 0, 0, false // progress: earlier failures were transient
 	p.Records += sp.records
 	p.Valid += sp.valid
 	p.Rejected += sp.rejected
@@ -646,6 +646,24 @@ func (r *runner) checkpoint(ctx context.Context, why string) (Result, error) {
 		return Result{}, fmt.Errorf("re-invoke to resume %s: %w", r.rec.ID, err)
 	}
 	return resultOf(r.rec, StatusCheckpointed), nil
+}
+
+// rateLimited releases the import when CE's rate limit outlasts the
+// invocation: no failure is counted and nothing re-invokes the function at
+// once (a limit, or an outage answered 503, can last hours); the sweep
+// resumes it (every 5 minutes), and the invocation succeeds with
+// StatusRetry.
+func (r *runner) rateLimited(ctx context.Context, wait time.Duration) (Result, error) {
+	p := r.rec.Import
+	p.RateLimited = true
+	r.rec.Status = ledger.StatusPending
+	r.rec.LastError = fmt.Sprintf("CE rate limit: %d refusals in a row (%v); next wait %v outlasts the invocation", r.throttles, r.throttle, wait)
+	if err := r.save(ctx); err != nil {
+		return Result{}, err
+	}
+	r.im.log.InfoContext(ctx, "CE rate limit outlasts the invocation: left for the sweep", "importId", r.rec.ID,
+		"chunk", p.Chunks+1, "refusals", r.throttles, "waitMs", wait.Milliseconds())
+	return resultOf(r.rec, StatusRetry), nil
 }
 
 // fail releases the import after an error worth retrying, and gives up

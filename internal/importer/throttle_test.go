@@ -122,8 +122,10 @@ func TestUploadThrottled(t *testing.T) {
 }
 
 // TestThrottleOutlastsInvocation: a limit longer than the invocation has
-// left checkpoints the import and hands it to a resume; the invocation
-// succeeds, and the resume sends the chunk once the limit is over.
+// left releases the import for the sweep, without counting a failure or
+// re-invoking at once (an outage answered 503 can last hours); the
+// invocation succeeds, and the sweep's resume sends the chunk once the
+// limit is over.
 func TestThrottleOutlastsInvocation(t *testing.T) {
 	sl := &sleeper{}
 	e := setup(t, envOptions{cfg: importer.Config{ChunkRecords: 2, Sleep: sl.Sleep, SafetyMargin: time.Second}})
@@ -137,16 +139,25 @@ func TestThrottleOutlastsInvocation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("HandleObject: %v: a rate limit must not fail the invocation", err)
 	}
-	if res.Status != importer.StatusCheckpointed {
-		t.Fatalf("status = %s, want %s", res.Status, importer.StatusCheckpointed)
+	if res.Status != importer.StatusRetry {
+		t.Fatalf("status = %s, want %s", res.Status, importer.StatusRetry)
 	}
-	if diff := cmp.Diff([]string{res.ImportID}, e.reinvocations()); diff != "" {
-		t.Errorf("re-invocations (-want +got):\n%s", diff)
+	if got := e.reinvocations(); len(got) != 0 {
+		t.Errorf("re-invocations %v, want none: the sweep resumes a rate-limited import", got)
 	}
 	if got := sl.recorded(); len(got) != 0 {
 		t.Errorf("waited %v in an invocation that cannot outlast the limit", got)
 	}
+	if j := e.ledgerJob(res.ImportID); j.Status != ledger.StatusPending {
+		t.Errorf("import record %s, want PENDING", j.Status)
+	}
 	e.clock.Advance(time.Hour)
+	if _, err := e.imp.Sweep(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{res.ImportID}, e.reinvocations()); diff != "" {
+		t.Errorf("the sweep's re-invocations (-want +got):\n%s", diff)
+	}
 	res, err = e.imp.Resume(t.Context(), res.ImportID)
 	if err != nil {
 		t.Fatal(err)
