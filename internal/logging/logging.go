@@ -53,17 +53,44 @@ func (h *levelFilter) WithGroup(n string) slog.Handler {
 // function's stdout): namespace "cebulk", dimension Function, a Count metric.
 // CloudWatch Logs turns it into a metric the template's alarms watch.
 func Metric(w io.Writer, function, name string, value int, now time.Time) error {
-	doc := map[string]any{
-		"_aws": map[string]any{
-			"Timestamp": now.UnixMilli(),
-			"CloudWatchMetrics": []any{map[string]any{
-				"Namespace":  "cebulk",
-				"Dimensions": [][]string{{"Function"}},
-				"Metrics":    []any{map[string]string{"Name": name, "Unit": "Count"}},
-			}},
-		},
-		"Function": function,
-		name:       value,
+	return Metrics(w, []Dimension{{"Function", function}}, []Value{{Name: name, Unit: "Count", Value: float64(value)}}, now)
+}
+
+// Dimension is one dimension of an EMF line.
+type Dimension struct{ Name, Value string }
+
+// Value is one metric of an EMF line; Unit is a CloudWatch unit (Count,
+// Bytes, None, …).
+type Value struct {
+	Name, Unit string
+	Value      float64
+}
+
+// Metrics writes one CloudWatch embedded-metric-format line to w: namespace
+// "cebulk", the metrics in values, all with the dimensions dims (one
+// dimension set). A nil w writes nothing.
+func Metrics(w io.Writer, dims []Dimension, values []Value, now time.Time) error {
+	if w == nil || len(values) == 0 {
+		return nil
+	}
+	names := make([]string, len(dims))
+	doc := map[string]any{}
+	for i, d := range dims {
+		names[i] = d.Name
+		doc[d.Name] = d.Value
+	}
+	defs := make([]any, len(values))
+	for i, v := range values {
+		defs[i] = map[string]string{"Name": v.Name, "Unit": v.Unit}
+		doc[v.Name] = v.Value
+	}
+	doc["_aws"] = map[string]any{
+		"Timestamp": now.UnixMilli(),
+		"CloudWatchMetrics": []any{map[string]any{
+			"Namespace":  "cebulk",
+			"Dimensions": [][]string{names},
+			"Metrics":    defs,
+		}},
 	}
 	b, err := json.Marshal(doc)
 	if err != nil {
