@@ -258,7 +258,7 @@ var Tables = []Table{
 		},
 		Partition: Projection{
 			Column: "snapshot", Format: "yyyy-MM-dd'T'HHmmss'Z'", Go: "2006-01-02T150405Z",
-			Range: "NOW-2YEARS,NOW", Interval: 1, Unit: "HOURS",
+			Range: "NOW-1YEARS,NOW", Interval: 1, Unit: "HOURS",
 		},
 	},
 	{
