@@ -147,3 +147,15 @@ func TestLocalPartitionsRejectsStrayFolders(t *testing.T) {
 		t.Error("a dt= folder outside the projection's format: no error")
 	}
 }
+
+// TestMakefilePinsTheEngine checks that `make lake-engine` installs the
+// version this package names.
+func TestMakefilePinsTheEngine(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "DUCKDB_NODE_API := " + lake.DuckDBVersion + "\n"; !bytes.Contains(b, []byte(want)) {
+		t.Errorf("Makefile lacks %q", want)
+	}
+}
