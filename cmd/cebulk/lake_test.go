@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,5 +166,21 @@ func checkDemoMetrics(t *testing.T, logs string) {
 	want := []map[string]any{{"Function": "import", "Object": "users", "RowsSent": 5.0, "RowsRejected": 3.0, "RowsCERejected": 0.0}}
 	if diff := cmp.Diff(want, rows); diff != "" {
 		t.Errorf("import row metrics (-want +got):\n%s", diff)
+	}
+}
+
+// TestQueryLakeWithoutEngine: without DuckDB the demo prints the Athena
+// queries and how to install the engine, and does not fail.
+func TestQueryLakeWithoutEngine(t *testing.T) {
+	t.Setenv("CEBULK_DUCKDB", t.TempDir()) // no @duckdb/node-api there
+	var out bytes.Buffer
+	d := &demo{w: &out, out: t.TempDir()}
+	if err := d.queryLake(t.Context(), t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"make lake-engine", "FROM " + demoDatabase + ".activities GROUP BY dt"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }
