@@ -260,8 +260,12 @@ func TestFreshnessAlarm(t *testing.T) {
 			t.Errorf("%s: FreshnessAlarm AlarmActions (-want +got):\n%s", v.name, diff)
 		}
 	}
-	off := load(t, map[string]any{"FreshnessAlarmHours": float64(0)}) // a YAML number, as the condition compares it
-	if c, err := evalCondition(map[string]any{"Condition": "HasFreshnessAlarm"}, off.raw, 0); err != nil || c {
+	// CloudFormation passes parameters as strings (goformation cannot read
+	// the alarm's Threshold as one, so the condition is evaluated on the
+	// template as written, with the parameter's value set).
+	off := load(t, nil)
+	section(off.src, "Parameters")["FreshnessAlarmHours"].(map[string]any)["Default"] = "0"
+	if c, err := evalCondition(map[string]any{"Condition": "HasFreshnessAlarm"}, off.src, 0); err != nil || c {
 		t.Errorf("HasFreshnessAlarm with FreshnessAlarmHours=0 = %v, %v; want false", c, err)
 	}
 	if c := dig(off.src, "Resources", "FreshnessAlarm", "Condition"); c != "HasFreshnessAlarm" {
