@@ -6,7 +6,7 @@ GOARCH_LAMBDA ?= arm64
 LDFLAGS   := -s -w
 BUILD_LAMBDA = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_LAMBDA) $(GO) build -trimpath -tags lambda.norpc -ldflags='$(LDFLAGS)'
 
-.PHONY: all test test-short lint vet fmt staticcheck bench demo emulator build \
+.PHONY: all test test-short lint vet fmt staticcheck bench demo emulator emulator-mixpanel build \
         build-ExportFunction build-ImportFunction build-WebhookFunction \
         invoke-export invoke-import invoke-webhook cfn-lint
 
@@ -43,6 +43,10 @@ demo: lake-engine
 ## emulator: serve the CE emulator on 127.0.0.1:8090 with sample data.
 emulator:
 	$(GO) run ./cmd/cebulk emulator -addr 127.0.0.1:8090
+
+## emulator-mixpanel: serve the Mixpanel API emulator on 127.0.0.1:8091 with sample data.
+emulator-mixpanel:
+	$(GO) run ./cmd/cebulk emulator -api mixpanel -addr 127.0.0.1:8091
 
 ## build-<LogicalId>: the static arm64 bootstraps `sam build` packages.
 build-ExportFunction:

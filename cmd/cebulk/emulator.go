@@ -14,9 +14,10 @@ import (
 	"github.com/cebulk/cebulk/internal/cetest"
 )
 
-// runEmulator serves a cetest.Fake, seeded with sample Mixpanel data, on a
-// loopback address until ctx ends. Jobs complete and callbacks go out on
-// their own, as with the real CE.
+// runEmulator serves a cetest.Fake (-api ce, the default) or an
+// mptest.Fake (-api mixpanel), seeded with sample Mixpanel data, on a
+// loopback address until ctx ends. CE jobs complete and callbacks go out
+// on their own, as with the real CE.
 func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -34,10 +35,13 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		elemTok  = fs.String("element-token", cetest.DefaultElementToken, "the Element token to accept")
 		verbose  = fs.Bool("v", false, "log every request to stderr")
 		interval = fs.Duration("tick", 250*time.Millisecond, "how often jobs are advanced and callbacks delivered")
+		api      = fs.String("api", "ce", "the API to emulate: ce (the Cloud Elements bulk API) or mixpanel (Mixpanel's export, engage query, /import and /engage)")
+		mp       = addMixpanelFlags(fs)
 	)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: cebulk emulator [flags]")
-		fmt.Fprintln(fs.Output(), "\nServes the in-memory Cloud Elements bulk API emulator (mixpanel element) on 127.0.0.1.")
+		fmt.Fprintln(fs.Output(), "\nServes the in-memory Cloud Elements bulk API emulator (mixpanel element), or with -api mixpanel")
+		fmt.Fprintln(fs.Output(), "the Mixpanel API emulator, on 127.0.0.1.")
 		fmt.Fprintln(fs.Output(), "\nflags:")
 		fs.PrintDefaults()
 	}
@@ -45,6 +49,8 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	switch {
+	case *api != "ce" && *api != "mixpanel":
+		return &usageError{fmt.Errorf("emulator: -api must be ce or mixpanel, not %q", *api)}
 	case *format != "array" && *format != "jsonl":
 		return &usageError{fmt.Errorf("emulator: -download-format must be array or jsonl, not %q", *format)}
 	case *events < 0 || *users < 0:
@@ -54,8 +60,18 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	case *delay < 0 || *interval <= 0:
 		return &usageError{errors.New("emulator: -completion-delay must not be negative and -tick must be positive")}
 	}
+	if *api == "mixpanel" {
+		addrSet := false
+		fs.Visit(func(f *flag.Flag) { addrSet = addrSet || f.Name == "addr" })
+		if !addrSet {
+			*addr = defaultMixpanelAddr
+		}
+	}
 	if err := checkLoopback(*addr); err != nil {
 		return &usageError{err}
+	}
+	if *api == "mixpanel" {
+		return runMixpanelEmulator(ctx, mp, sampleSpec{addr: *addr, events: *events, users: *users, days: *days, seed: *seed, verbose: *verbose}, stdout, stderr)
 	}
 
 	opts := cetest.Options{
@@ -74,18 +90,25 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fake.SeedGenerated("activities", cetest.SampleActivities(*seed, *events, from, to))
 	fake.SeedGenerated("users", cetest.SampleUsers(*seed, *users))
 
-	ln, err := net.Listen("tcp", *addr)
+	fake.Start()
+	defer fake.Close()
+	return serveLoopback(ctx, *addr, fake, stdout, func(hostPort string) {
+		base := "http://" + hostPort + "/elements/api-v2"
+		printBanner(stdout, base, fake.Credentials(), *sigKey, *events, *users, from, to, *delay, *format)
+	})
+}
+
+// serveLoopback serves h on addr until ctx ends, calling banner with the
+// bound host:port once listening.
+func serveLoopback(ctx context.Context, addr string, h http.Handler, stdout io.Writer, banner func(hostPort string)) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("emulator: %v", err)
 	}
-	srv := &http.Server{Handler: fake, ReadHeaderTimeout: 10 * time.Second}
-	fake.Start()
-	defer fake.Close()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-
-	base := "http://" + ln.Addr().String() + "/elements/api-v2"
-	printBanner(stdout, base, fake.Credentials(), *sigKey, *events, *users, from, to, *delay, *format)
+	banner(ln.Addr().String())
 
 	select {
 	case err := <-served:

@@ -26,6 +26,36 @@ type banner struct {
 
 var windowRE = regexp.MustCompile(`events in \[(\S+), (\S+)\)`)
 
+// startEmulator runs "cebulk emulator args..." until stop is called (or
+// the test ends) and returns its banner. stop fails the test unless the
+// command ends cleanly within 10s.
+func startEmulator(t *testing.T, args ...string) (banner, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, append([]string{"emulator"}, args...), pw, io.Discard)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	b := readBanner(t, pr)
+	stop := func() {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("emulator command returned %v after cancel, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("emulator command did not stop after cancel")
+		}
+	}
+	return b, stop
+}
+
 // readBanner reads the start banner from the command's stdout, then keeps
 // draining it so the command never blocks on its output.
 func readBanner(t *testing.T, r io.Reader) banner {
@@ -74,17 +104,8 @@ func TestEmulatorCommand(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, []string{"emulator", "-addr", "127.0.0.1:0", "-events", "240", "-users", "20", "-days", "2",
-			"-signature-key", "K", "-download-format", "jsonl", "-completion-delay", "0", "-seed", "1", "-tick", "10ms"}, pw, io.Discard)
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	b := readBanner(t, pr)
+	b, stop := startEmulator(t, "-addr", "127.0.0.1:0", "-events", "240", "-users", "20", "-days", "2",
+		"-signature-key", "K", "-download-format", "jsonl", "-completion-delay", "0", "-seed", "1", "-tick", "10ms")
 
 	u, err := url.Parse(b.base)
 	if err != nil || u.Hostname() != "127.0.0.1" || !strings.HasSuffix(b.base, "/elements/api-v2") {
@@ -153,15 +174,7 @@ func TestEmulatorCommand(t *testing.T) {
 		t.Fatal("no callback within 10s")
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("emulator command returned %v after cancel, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("emulator command did not stop after cancel")
-	}
+	stop()
 	if _, err := http.Get(b.base + "/bulk/jobs"); err == nil {
 		t.Errorf("the emulator still answers after it stopped")
 	}
