@@ -223,13 +223,14 @@ var dayPartition = Projection{
 
 // Table names.
 const (
-	Activities     = "activities"
-	Users          = "users"
-	ImportSummary  = "import_summaries"
-	ImportRejects  = "import_rejects"
-	indexPrefix    = "reports/lake/"
-	symlinkPattern = "s3://%s/%s\n"
+	Activities    = "activities"
+	Users         = "users"
+	ImportSummary = "import_summaries"
+	ImportRejects = "import_rejects"
 )
+
+// indexPrefix is the folder of the symlink tables' files.
+const indexPrefix = "reports/lake/"
 
 // Tables are the lake's tables, in the order the template declares them.
 var Tables = []Table{
@@ -301,7 +302,7 @@ func IndexKey(table, day, importID string) string {
 
 // Symlink returns the content of a symlink file naming s3://bucket/key.
 func Symlink(bucket, key string) []byte {
-	return fmt.Appendf(nil, symlinkPattern, bucket, key)
+	return fmt.Appendf(nil, "s3://%s/%s\n", bucket, key)
 }
 
 // Partition is one partition's value and the JSON lines files (gzip or
