@@ -6,14 +6,16 @@ GOARCH_LAMBDA ?= arm64
 LDFLAGS   := -s -w
 BUILD_LAMBDA = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_LAMBDA) $(GO) build -trimpath -tags lambda.norpc -ldflags='$(LDFLAGS)'
 
-.PHONY: all test test-short lint vet fmt staticcheck bench demo emulator emulator-mixpanel build \
+.PHONY: all test test-short lint vet fmt staticcheck bench demo emulator emulator-mixpanel build iam-simulate \
         build-ExportFunction build-ImportFunction build-WebhookFunction \
         invoke-export invoke-import invoke-webhook cfn-lint
 
 all: lint test
 
-## test: every test, with the local AWS stack (moto server + Lambda runtime emulator).
-test: lake-engine
+## test: every test, with the local AWS stack (moto server + Lambda runtime emulator),
+## each function's AWS requests authorised against its template role (internal/awsauthz),
+## and the lake's SQL checks on DuckDB (make lake-engine).
+test: iam-simulate lake-engine
 	@scripts/with-stack.sh $(GO) test -race -count=1 -timeout 20m ./...
 
 ## test-short: unit tests only (no local stack; integration tests skip).
@@ -33,11 +35,11 @@ vet:
 	$(GO) vet ./...
 
 ## bench: throughput and memory benchmarks (export, import, validation) with the local stack.
-bench:
+bench: iam-simulate
 	@scripts/with-stack.sh $(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 60m ./...
 
 ## demo: the whole flow on this machine (no cloud account): export, callback, import; files land in demo-out/.
-demo: lake-engine
+demo: iam-simulate lake-engine
 	$(GO) run ./cmd/cebulk demo -out demo-out
 
 ## emulator: serve the CE emulator on 127.0.0.1:8090 with sample data.
@@ -91,3 +93,21 @@ $(LAKE_ENGINE_STAMP):
 	npm install --prefix .tools/duckdb --no-save --no-package-lock --no-audit --no-fund --loglevel=error @duckdb/node-api@$(DUCKDB_NODE_API)
 	touch $@
 # ---- end lake ---------------------------------------------------------------
+
+# ---- awsauthz: the IAM policy evaluator (test-only npm tool) ----------------
+# @cloud-copilot/iam-simulate is AGPL: installed into the git-ignored .tools/
+# for the local stack only, never committed, never part of a bootstrap. The
+# version and its dependencies are pinned by internal/awsauthz/npm's lock file.
+IAM_SIMULATE_DIR   := .tools/iam-simulate
+IAM_SIMULATE_STAMP := $(IAM_SIMULATE_DIR)/.installed
+
+## iam-simulate: install the IAM evaluator the local stack's authorising proxy asks (npm ci, pinned).
+iam-simulate: $(IAM_SIMULATE_STAMP)
+
+$(IAM_SIMULATE_STAMP): internal/awsauthz/npm/package.json internal/awsauthz/npm/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: install Node.js 20+ (the IAM evaluator is a test-only npm tool)" >&2; exit 2; }
+	@rm -rf $(IAM_SIMULATE_DIR) && mkdir -p $(IAM_SIMULATE_DIR)
+	cp internal/awsauthz/npm/package.json internal/awsauthz/npm/package-lock.json $(IAM_SIMULATE_DIR)/
+	cd $(IAM_SIMULATE_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+# ---- end awsauthz -----------------------------------------------------------

@@ -35,6 +35,9 @@ for _ in $(seq 1 100); do
 done
 curl -fs "http://127.0.0.1:$port/moto-api/" >/dev/null || { echo "with-stack: moto_server did not answer on port $port" >&2; exit 2; }
 
+# The IAM evaluator the authorising proxy asks (test-only npm tool, pinned; a no-op when installed).
+make -C "$root" --no-print-directory -s iam-simulate
+
 # The Lambda Runtime Interface Emulator, built from go.mod's tool directive.
 (cd "$root" && go build -o "$state/bin/aws-lambda-rie" github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie)
 
@@ -46,5 +49,16 @@ export CEBULK_RIE="$state/bin/aws-lambda-rie"
 # Integration and end-to-end tests fail instead of skipping when this is set.
 export CEBULK_STACK=1
 
+# Each run reports its own unused IAM grants (internal/lambdatest writes them).
+rm -f "$state"/iam/used-*.json "$state/iam/unused.txt"
+
 echo "with-stack: moto on $AWS_ENDPOINT_URL (log: $state/moto.log), rie at $CEBULK_RIE" >&2
+set +e
 "$@"
+rc=$?
+set -e
+if [ -s "$state/iam/unused.txt" ]; then
+  n=$(grep -vc '^#' "$state/iam/unused.txt" || true)
+  echo "with-stack: $n template.yaml grant(s) allowed no request of the tests that ran: $state/iam/unused.txt" >&2
+fi
+exit "$rc"

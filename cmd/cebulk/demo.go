@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/cebulk/cebulk/internal/awsauthz"
 	"github.com/cebulk/cebulk/internal/cetest"
 	"github.com/cebulk/cebulk/internal/lambdalocal"
 	"github.com/cebulk/cebulk/internal/localaws"
@@ -34,12 +35,17 @@ import (
 //go:embed demodata/users.csv
 var demoUsersCSV []byte
 
+// The demo is the stack "cebulk" as template.yaml names it: its bucket,
+// function names and roles are the ones CloudFormation would create.
 const (
-	demoBucket   = "cebulk-demo"
-	demoRegion   = "us-east-1"
-	demoSigKey   = "demo-signature-key"
-	demoExportFn = "cebulk-export"
-	demoImportFn = "cebulk-import"
+	demoStack     = "cebulk"
+	demoBucket    = demoStack + "-data-" + awsauthz.Account
+	demoRegion    = awsauthz.Region
+	demoSigKey    = "demo-signature-key"
+	demoExportFn  = demoStack + "-export"
+	demoImportFn  = demoStack + "-import"
+	demoWebhookFn = demoStack + "-webhook"
+	demoAdminKey  = "demo"
 )
 
 // runDemo runs the whole flow on this machine: the CE emulator with sample
@@ -73,6 +79,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	d := &demo{out: abs, w: stdout, events: *nEvents, users: *nUsers}
 	defer d.close()
 	if err := d.run(ctx); err != nil {
+		if d.authz != nil {
+			if derr := d.checkDenials(); derr != nil {
+				err = fmt.Errorf("%v\n%v", err, derr)
+			}
+		}
 		return fmt.Errorf("demo step %d (%s) failed: %v\nlogs: %s", d.step, d.stepName, err, filepath.Join(abs, "logs"))
 	}
 	return nil
@@ -89,6 +100,7 @@ type demo struct {
 	fake           *cetest.Fake
 	invoke         *lambdalocal.InvokeAPI
 	fns            map[string]*lambdalocal.Function
+	authz          *awsauthz.Proxy
 	gatewayURL     string
 	now            time.Time
 	exportWindowTo time.Time
@@ -147,8 +159,8 @@ func (d *demo) run(ctx context.Context) error {
 	d.begin("scheduled export: EventBridge invokes ExportFunction")
 	sched, _ := json.Marshal(map[string]any{
 		"version": "0", "id": "demo-schedule", "detail-type": "Scheduled Event", "source": "aws.events",
-		"account": "000000000000", "time": d.now.Format(time.RFC3339), "region": demoRegion,
-		"resources": []string{"arn:aws:events:us-east-1:000000000000:rule/cebulk-nightly"}, "detail": map[string]any{},
+		"account": awsauthz.Account, "time": d.now.Format(time.RFC3339), "region": demoRegion,
+		"resources": []string{"arn:aws:events:us-east-1:" + awsauthz.Account + ":rule/cebulk-nightly"}, "detail": map[string]any{},
 	})
 	res, err := d.fns[demoExportFn].Invoke(ctx, sched)
 	if err != nil {
@@ -197,6 +209,12 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 
+	d.begin("IAM: every AWS request of the functions was authorised against its role")
+	if err := d.checkDenials(); err != nil {
+		return err
+	}
+	d.say("no request denied (denials would be in logs/iam.log)")
+
 	d.begin("copy the bucket to disk")
 	n, err := localaws.Dump(ctx, d.s3, demoBucket, filepath.Join(d.out, "bucket"))
 	if err != nil {
@@ -222,7 +240,7 @@ func (d *demo) build(ctx context.Context) (map[string]string, error) {
 	targets := []struct{ name, pkg string }{
 		{demoExportFn, "./functions/export"},
 		{demoImportFn, "./functions/import"},
-		{"cebulk-webhook", "./functions/webhook"},
+		{demoWebhookFn, "./functions/webhook"},
 		{"aws-lambda-rie", "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"},
 	}
 	for _, t := range targets {
@@ -270,7 +288,7 @@ func (d *demo) startServices(ctx context.Context, bins map[string]string) error 
 	secretARN := stack.SecretsManager.Put("cebulk/ce", string(secret))
 	d.s3 = s3.NewFromConfig(aws.Config{
 		Region: demoRegion, BaseEndpoint: aws.String(awsURL),
-		Credentials:                credentials.NewStaticCredentialsProvider("demo", "demo", ""),
+		Credentials:                credentials.NewStaticCredentialsProvider(demoAdminKey, "demo", ""),
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	}, func(o *s3.Options) { o.UsePathStyle = true })
@@ -297,10 +315,18 @@ func (d *demo) startServices(ctx context.Context, bins map[string]string) error 
 		return err
 	}
 
+	// IAM: each function's requests go through the authorising proxy, over
+	// TLS, signed with the function's own access key.
+	proxyURL, caBundle, err := d.startAuthz(ctx, awsURL, invokeURL, secretARN)
+	if err != nil {
+		return err
+	}
+
 	env := append(os.Environ(),
-		"AWS_ENDPOINT_URL="+awsURL,
-		"AWS_ENDPOINT_URL_LAMBDA="+invokeURL,
-		"AWS_ACCESS_KEY_ID=demo", "AWS_SECRET_ACCESS_KEY=demo", "AWS_SESSION_TOKEN=",
+		"AWS_ENDPOINT_URL="+proxyURL,
+		"AWS_ENDPOINT_URL_LAMBDA="+proxyURL,
+		"AWS_CA_BUNDLE="+caBundle,
+		"AWS_SESSION_TOKEN=",
 		"AWS_REGION="+demoRegion, "AWS_DEFAULT_REGION="+demoRegion,
 		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_LAMBDA_LOG_FORMAT=JSON",
@@ -319,17 +345,23 @@ func (d *demo) startServices(ctx context.Context, bins map[string]string) error 
 		"LOG_LEVEL=info",
 	)
 	d.fns = map[string]*lambdalocal.Function{}
-	for _, name := range []string{demoExportFn, demoImportFn, "cebulk-webhook"} {
+	logicalIDs := map[string]string{demoExportFn: "ExportFunction", demoImportFn: "ImportFunction", demoWebhookFn: "WebhookFunction"}
+	for _, name := range []string{demoExportFn, demoImportFn, demoWebhookFn} {
 		f, err := os.Create(filepath.Join(d.out, "logs", name+".log"))
 		if err != nil {
 			return err
 		}
 		d.closers = append(d.closers, func() { f.Close() })
 		timeout := 900 * time.Second
-		if name == "cebulk-webhook" {
+		if name == demoWebhookFn {
 			timeout = 30 * time.Second
 		}
-		fn, err := lambdalocal.Start(ctx, bins["aws-lambda-rie"], bins[name], lambdalocal.Options{Name: name, Timeout: timeout, Env: env, Output: f})
+		key := "AKIADEMO" + strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(name, demoStack+"-"), "-", ""))
+		if err := d.authz.AddPrincipal(key, logicalIDs[name]); err != nil {
+			return err
+		}
+		fnEnv := append(slices.Clone(env), "AWS_ACCESS_KEY_ID="+key, "AWS_SECRET_ACCESS_KEY=secret-of-"+key)
+		fn, err := lambdalocal.Start(ctx, bins["aws-lambda-rie"], bins[name], lambdalocal.Options{Name: name, Timeout: timeout, Env: fnEnv, Output: f})
 		if err != nil {
 			return err
 		}
@@ -339,10 +371,78 @@ func (d *demo) startServices(ctx context.Context, bins map[string]string) error 
 	}
 	d.invoke.Register(demoExportFn, d.fns[demoExportFn])
 	d.invoke.Register(demoImportFn, d.fns[demoImportFn])
-	gw.Fn = d.fns["cebulk-webhook"]
-	d.say("API Gateway (HTTP API, payload 2.0) %s  ->  cebulk-webhook", d.gatewayURL)
+	gw.Fn = d.fns[demoWebhookFn]
+	d.say("API Gateway (HTTP API, payload 2.0) %s  ->  %s", d.gatewayURL, demoWebhookFn)
 	d.say("Lambda Invoke API %s  ->  %s, %s", invokeURL, demoExportFn, demoImportFn)
 	return nil
+}
+
+// startAuthz renders template.yaml's roles for the stack "cebulk", starts
+// the IAM evaluator and serves the authorising proxy over TLS in front of the
+// embedded S3 and Secrets Manager (awsURL) and the Lambda Invoke stand-in.
+// It returns the proxy's URL and the CA bundle the functions must trust.
+func (d *demo) startAuthz(ctx context.Context, awsURL, invokeURL, secretARN string) (string, string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", "", err
+	}
+	tool, err := awsauthz.FindTool(root)
+	if err != nil {
+		return "", "", err
+	}
+	tpl, err := awsauthz.Render(ctx, filepath.Join(root, "template.yaml"), filepath.Join(root, ".stack", "iam"))
+	if err != nil {
+		return "", "", err
+	}
+	roles, err := tpl.Stack(demoStack, secretARN)
+	if err != nil {
+		return "", "", err
+	}
+	ev, err := awsauthz.StartEvaluator(tool)
+	if err != nil {
+		return "", "", err
+	}
+	d.closers = append(d.closers, func() { _ = ev.Close() })
+	logf, err := os.Create(filepath.Join(d.out, "logs", "iam.log"))
+	if err != nil {
+		return "", "", err
+	}
+	d.closers = append(d.closers, func() { logf.Close() })
+	d.authz, err = awsauthz.NewProxy(awsauthz.Options{
+		Upstream: awsURL, Lambda: invokeURL, Evaluator: ev, Roles: roles,
+		AdminKeys: []string{demoAdminKey}, Log: slog.New(slog.NewJSONHandler(logf, nil)),
+	})
+	if err != nil {
+		return "", "", err
+	}
+	ca, err := awsauthz.NewCA()
+	if err != nil {
+		return "", "", err
+	}
+	bundle, err := ca.WriteBundle(filepath.Join(d.out, "bin"))
+	if err != nil {
+		return "", "", err
+	}
+	srv, err := ca.ServeTLS(d.authz)
+	if err != nil {
+		return "", "", err
+	}
+	d.closers = append(d.closers, func() { _ = srv.Close() })
+	d.say("IAM proxy          %s  (each function signs with its own key and gets its template.yaml role; bucket policy enforced)", srv.URL)
+	return srv.URL, bundle, nil
+}
+
+// checkDenials fails the demo when the proxy refused any request.
+func (d *demo) checkDenials() error {
+	denials := d.authz.Denials()
+	if len(denials) == 0 {
+		return nil
+	}
+	var lines []string
+	for _, x := range denials {
+		lines = append(lines, "  "+x.String())
+	}
+	return fmt.Errorf("%d AWS request(s) denied, as a deployed stack would deny them:\n%s", len(denials), strings.Join(lines, "\n"))
 }
 
 type ledgerJob struct {

@@ -28,6 +28,7 @@ import (
 // emulator, with the CE emulator and moto around it.
 type e2e struct {
 	fn     *lambdatest.Function
+	stack  *lambdatest.Stack
 	fake   *cetest.Fake
 	bucket string
 	store  *s3stream.Store
@@ -42,17 +43,25 @@ func (x *e2e) day(offset int) string { return x.today.AddDate(0, 0, offset).Form
 // day before yesterday with a lag of 24h, so exactly that day is due.
 func startE2E(t *testing.T, env map[string]string) *e2e {
 	t.Helper()
+	return startE2EWith(t, env, lambdatest.StackOptions{})
+}
+
+// startE2EWith starts one function on a stack configured by opts (its
+// SecretARN is set here).
+func startE2EWith(t *testing.T, env map[string]string, opts lambdatest.StackOptions) *e2e {
+	t.Helper()
 	awstest.Endpoint(t)
 	srv, fake := cetest.NewServer(t, cetest.Options{})
-	x := &e2e{fake: fake, bucket: awstest.NewBucket(t), today: time.Now().UTC().Truncate(24 * time.Hour)}
-	x.store = s3stream.New(awstest.S3(t))
-	x.jobs = ledger.New(x.store, x.bucket)
 	secret := awstest.NewSecret(t, fmt.Sprintf(`{"userSecret":%q,"organizationSecret":%q,"elementToken":%q}`,
 		cetest.DefaultUserSecret, cetest.DefaultOrgSecret, cetest.DefaultElementToken))
+	// The function runs with exactly ExportFunction's role from template.yaml.
+	opts.SecretARN = secret
+	st := lambdatest.NewStack(t, opts)
+	x := &e2e{fake: fake, stack: st, bucket: st.Bucket, today: time.Now().UTC().Truncate(24 * time.Hour)}
+	x.store = s3stream.New(awstest.S3(t))
+	x.jobs = ledger.New(x.store, x.bucket)
 	vars := map[string]string{
 		"CE_BASE_URL":           cetest.BaseURL(srv),
-		"CE_SECRET_ID":          secret,
-		"DATA_BUCKET":           x.bucket,
 		"CALLBACK_URL":          "",
 		"EXPORT_OBJECTS":        "activities",
 		"EXPORT_START":          x.day(-2),
@@ -65,8 +74,8 @@ func startE2E(t *testing.T, env map[string]string) *e2e {
 	for k, v := range env {
 		vars[k] = v
 	}
-	x.fn = lambdatest.Start(t, lambdatest.Build(t, "./functions/export"), lambdatest.Options{
-		Name: "export", Timeout: 120 * time.Second, Env: vars,
+	x.fn = st.Start(t, "ExportFunction", lambdatest.Build(t, "./functions/export"), lambdatest.Options{
+		Timeout: 120 * time.Second, Env: vars,
 	})
 	return x
 }

@@ -67,7 +67,7 @@ func startE2E(t *testing.T) *e2e {
 	t.Helper()
 	awstest.Endpoint(t)
 	bootstrap := lambdatest.Build(t, "./functions/import")
-	e := &e2e{clock: &e2eClock{now: time.Now()}, bucket: awstest.NewBucket(t), s3: awstest.S3(t)}
+	e := &e2e{clock: &e2eClock{now: time.Now()}, s3: awstest.S3(t)}
 	// CE jobs finish an hour after they start, on the test's clock: the
 	// function's first pass leaves them WAITING, the callbacks finish them.
 	srv, fake := cetest.NewServer(t, cetest.Options{Now: e.clock.Now, CompletionDelay: time.Hour})
@@ -81,22 +81,20 @@ func startE2E(t *testing.T) *e2e {
 	t.Cleanup(receiver.Close)
 	secret := awstest.NewSecret(t, fmt.Sprintf(`{"userSecret":%q,"organizationSecret":%q,"elementToken":%q}`,
 		cetest.DefaultUserSecret, cetest.DefaultOrgSecret, cetest.DefaultElementToken))
-	api, endpoint := lambdatest.NewInvokeAPI(t)
-	e.invoke = api
-	e.fn = lambdatest.Start(t, bootstrap, lambdatest.Options{
-		Name:    "cebulk-import",
+	// The function runs with exactly ImportFunction's role from
+	// template.yaml; its self re-invocations go through the same proxy.
+	st := lambdatest.NewStack(t, lambdatest.StackOptions{SecretARN: secret})
+	e.bucket, e.invoke = st.Bucket, st.Invoke
+	e.fn = st.Start(t, "ImportFunction", bootstrap, lambdatest.Options{
 		Timeout: 60 * time.Second,
 		Env: map[string]string{
-			"CE_BASE_URL":             cetest.BaseURL(srv),
-			"CE_SECRET_ID":            secret,
-			"DATA_BUCKET":             e.bucket,
-			"CALLBACK_URL":            receiver.URL + "/callbacks/ce",
-			"IMPORT_CHUNK_RECORDS":    "3",
-			"AWS_ENDPOINT_URL_LAMBDA": endpoint,
-			"LOG_LEVEL":               "debug",
+			"CE_BASE_URL":          cetest.BaseURL(srv),
+			"CALLBACK_URL":         receiver.URL + "/callbacks/ce",
+			"IMPORT_CHUNK_RECORDS": "3",
+			"LOG_LEVEL":            "debug",
 		},
 	})
-	api.Register("cebulk-import", e.fn.Function)
+	st.Invoke.Register(st.FunctionName("import"), e.fn.Function)
 	store := s3stream.New(e.s3)
 	e.jobs = ledger.New(store, e.bucket)
 	return e

@@ -25,24 +25,23 @@ import (
 // signed callback, the hand-off, the exported partition; and a forged and a
 // duplicate callback that change nothing.
 func TestEndToEnd(t *testing.T) {
-	bucket := awstest.NewBucket(t)
 	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	srv, fake := cetest.NewServer(t, cetest.Options{SignatureKey: "e2e-signature-key"})
 	fake.SeedGenerated("activities", cetest.SampleActivities(7, 300, day.AddDate(0, 0, -1), day.AddDate(0, 0, 2)))
 	creds := fake.Credentials()
 	secret, _ := json.Marshal(map[string]string{"userSecret": creds.UserSecret, "organizationSecret": creds.OrganizationSecret, "elementToken": creds.ElementToken, "signatureKey": "e2e-signature-key"})
 	secretARN := awstest.NewSecret(t, string(secret))
-	invokeAPI, invokeURL := lambdatest.NewInvokeAPI(t)
+	// Each function runs with exactly its own role from template.yaml; the
+	// webhook's hand-offs go through the proxy to the Invoke API stand-in.
+	st := lambdatest.NewStack(t, lambdatest.StackOptions{SecretARN: secretARN})
+	bucket, invokeAPI := st.Bucket, st.Invoke
 
-	common := map[string]string{
-		"CE_BASE_URL": cetest.BaseURL(srv), "CE_SECRET_ID": secretARN, "DATA_BUCKET": bucket,
-		"AWS_ENDPOINT_URL_LAMBDA": invokeURL, "LOG_LEVEL": "debug",
-	}
-	webhookEnv := map[string]string{"EXPORT_FUNCTION_NAME": "cebulk-export", "IMPORT_FUNCTION_NAME": "cebulk-import"}
+	common := map[string]string{"CE_BASE_URL": cetest.BaseURL(srv), "LOG_LEVEL": "debug"}
+	webhookEnv := map[string]string{"EXPORT_FUNCTION_NAME": st.FunctionName("export"), "IMPORT_FUNCTION_NAME": st.FunctionName("import")}
 	for k, v := range common {
 		webhookEnv[k] = v
 	}
-	webhook := lambdatest.Start(t, lambdatest.Build(t, "./functions/webhook"), lambdatest.Options{Name: "cebulk-webhook", Timeout: 30 * time.Second, Env: webhookEnv})
+	webhook := st.Start(t, "WebhookFunction", lambdatest.Build(t, "./functions/webhook"), lambdatest.Options{Timeout: 30 * time.Second, Env: webhookEnv})
 	gateway := httptest.NewServer(&lambdalocal.Gateway{Fn: webhook.Function})
 	t.Cleanup(gateway.Close)
 	gatewayB64 := httptest.NewServer(&lambdalocal.Gateway{Fn: webhook.Function, Base64: true})
@@ -55,8 +54,8 @@ func TestEndToEnd(t *testing.T) {
 	for k, v := range common {
 		exportEnv[k] = v
 	}
-	export := lambdatest.Start(t, lambdatest.Build(t, "./functions/export"), lambdatest.Options{Name: "cebulk-export", Timeout: 120 * time.Second, Env: exportEnv})
-	invokeAPI.Register("cebulk-export", export.Function)
+	export := st.Start(t, "ExportFunction", lambdatest.Build(t, "./functions/export"), lambdatest.Options{Timeout: 120 * time.Second, Env: exportEnv})
+	invokeAPI.Register(st.FunctionName("export"), export.Function)
 	ctx := t.Context()
 	wait := func() {
 		t.Helper()
@@ -134,6 +133,11 @@ func TestEndToEnd(t *testing.T) {
 	// 5. The job is readable; health answers.
 	if r := get(t, gateway.URL+"/jobs/export-activities-2026-11-20"); r.status != 200 || !strings.Contains(r.body, `"status":"DONE"`) || strings.Contains(r.body, "tokenHash") {
 		t.Errorf("GET /jobs = %d %s, want the DONE job without its token hash", r.status, r.body)
+	}
+	// An unknown job is a 404: S3 answers the webhook's GET of the missing
+	// ledger record 404 (not 403) because its role may list the bucket.
+	if r := get(t, gateway.URL+"/jobs/export-activities-1999-01-01"); r.status != http.StatusNotFound {
+		t.Errorf("GET /jobs of an unknown job = %d %s, want 404", r.status, r.body)
 	}
 	if r := get(t, gateway.URL+"/healthz"); r.status != 200 {
 		t.Errorf("GET /healthz = %d", r.status)

@@ -72,8 +72,13 @@ func UniqueName(prefix string) string {
 // NewBucket creates an empty bucket for one test and removes it afterwards.
 func NewBucket(t testing.TB) string {
 	t.Helper()
+	return CreateBucket(t, UniqueName("cebulk-test"))
+}
+
+// CreateBucket creates the bucket name for one test and removes it afterwards.
+func CreateBucket(t testing.TB, name string) string {
+	t.Helper()
 	c := S3(t)
-	name := UniqueName("cebulk-test")
 	if _, err := c.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: &name}); err != nil {
 		t.Fatalf("CreateBucket(%s): %v", name, err)
 	}

@@ -42,7 +42,7 @@ func (m *SecretsManager) Put(name, value string) string {
 	defer m.mu.Unlock()
 	s, ok := m.secrets[name]
 	if !ok {
-		s = &secret{name: name, arn: fmt.Sprintf("arn:aws:secretsmanager:%s:000000000000:secret:%s-AbCdEf", m.region, name), created: time.Now()}
+		s = &secret{name: name, arn: fmt.Sprintf("arn:aws:secretsmanager:%s:123456789012:secret:%s-AbCdEf", m.region, name), created: time.Now()}
 		m.secrets[name] = s
 	}
 	s.value = value

@@ -1,7 +1,6 @@
 package ce
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/cebulk/cebulk/internal/httpapi"
 )
 
 const (
@@ -25,9 +26,6 @@ const (
 	defaultMaxWait      = 30 * time.Second
 	defaultPollInterval = 15 * time.Second
 
-	// maxDrain is the most bytes read from a response body before closing it,
-	// so that the connection can be reused without reading a huge body.
-	maxDrain = 64 << 10
 	// maxJSONResponse bounds a JSON response body decoded in memory (status,
 	// job lists, error pages); bulk data never goes through it.
 	maxJSONResponse = 32 << 20
@@ -197,39 +195,6 @@ func NewClient(baseURL string, creds Credentials, opts ...Option) (*Client, erro
 func (c *Client) BaseURL() *url.URL {
 	u := *c.baseURL
 	return &u
-}
-
-func parseBaseURL(raw string) (*url.URL, error) {
-	if strings.TrimSpace(raw) == "" {
-		return nil, errors.New("ce: base URL is required")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // drop the URL itself from the message
-		}
-		return nil, fmt.Errorf("ce: invalid base URL: %v", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("ce: invalid base URL: want an absolute http or https URL, got scheme %q", u.Scheme)
-	}
-	if u.Host == "" {
-		return nil, errors.New("ce: invalid base URL: no host")
-	}
-	if u.User != nil {
-		return nil, errors.New("ce: invalid base URL: must not contain user info")
-	}
-	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return nil, errors.New("ce: invalid base URL: must not have a query or fragment")
-	}
-	if !strings.HasSuffix(u.Path, "/") {
-		u.Path += "/"
-		if u.RawPath != "" {
-			u.RawPath += "/"
-		}
-	}
-	return u, nil
 }
 
 func authorization(creds Credentials) (string, error) {
@@ -503,61 +468,22 @@ func (c *Client) requestRedactor(req *http.Request) func(string) string {
 	}
 }
 
-// rawText returns a JSON string's value, or the compact text of any other
-// JSON value; "" for null or absent.
-func rawText(raw json.RawMessage) string {
-	if len(raw) == 0 || string(raw) == "null" {
-		return ""
+// parseBaseURL checks the base URL.
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := httpapi.ParseBaseURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("ce: %v", err)
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		return s
-	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
-		return ""
-	}
-	return b.String()
+	return u, nil
 }
 
-// firstLine returns the first non-empty line of a non-JSON body, at most n bytes.
-func firstLine(body string, n int) string {
-	s := strings.TrimSpace(body)
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "") + "..."
-	}
-	return s
-}
-
-// unwrapURLError drops *url.Error, whose message contains the full request
-// URL with its query string (paging tokens), keeping only its cause.
-func unwrapURLError(err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) && uerr.Err != nil {
-		return uerr.Err
-	}
-	return err
-}
-
-func drainAndClose(body io.ReadCloser) {
-	_, _ = io.CopyN(io.Discard, body, maxDrain)
-	_ = body.Close()
-}
-
-// sleepContext waits for d or until ctx is done, whichever comes first.
-func sleepContext(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// Shorthands for the HTTP plumbing shared with pkg/mixpanel.
+var (
+	rawText         = httpapi.RawText
+	firstLine       = httpapi.FirstLine
+	unwrapURLError  = httpapi.UnwrapURLError
+	drainAndClose   = httpapi.DrainAndClose
+	sleepContext    = httpapi.Sleep
+	parseRetryAfter = httpapi.ParseRetryAfter
+	rewind          = httpapi.Rewind
+)

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
+
+	"github.com/cebulk/cebulk/internal/httpapi"
 )
 
 // maxErrorBody is the most bytes of an error response kept in APIError.Body.
@@ -50,16 +51,7 @@ type APIError struct {
 // the request ID is left to the RequestID field.
 func (e *APIError) Error() string {
 	var b strings.Builder
-	b.WriteString("ce: ")
-	b.WriteString(e.Method)
-	b.WriteString(" ")
-	b.WriteString(e.Path)
-	b.WriteString(": ")
-	b.WriteString(strconv.Itoa(e.StatusCode))
-	if text := http.StatusText(e.StatusCode); text != "" {
-		b.WriteString(" ")
-		b.WriteString(text)
-	}
+	b.WriteString(httpapi.StatusLine("ce", e.Method, e.Path, e.StatusCode))
 	switch {
 	case e.Message != "" && e.ProviderMessage != "" && e.ProviderMessage != e.Message:
 		b.WriteString(": ")

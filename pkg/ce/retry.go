@@ -2,15 +2,11 @@ package ce
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/cebulk/cebulk/internal/httpapi"
 )
 
 // retryPolicy bounds the retries of one call.
@@ -49,9 +45,9 @@ func retryModeFor(req *http.Request) retryMode {
 func (m retryMode) retryTransport(err error) bool {
 	switch m {
 	case retryIdempotent:
-		return transientTransportError(err)
+		return httpapi.TransientTransportError(err)
 	case retryRefusals:
-		return neverSent(err)
+		return httpapi.NeverSent(err)
 	}
 	return false
 }
@@ -64,42 +60,6 @@ func (m retryMode) retryResponse(e *APIError) bool {
 		return e.refusal()
 	}
 	return false
-}
-
-// neverSent reports whether err proves that no byte of the request reached
-// the server: the connection (or the proxy connection) could not be
-// established. DNS failures and "connection refused" are dial errors.
-func neverSent(err error) bool {
-	var opErr *net.OpError
-	if errors.As(err, &opErr) {
-		return opErr.Op == "dial" || opErr.Op == "proxyconnect"
-	}
-	var dnsErr *net.DNSError
-	return errors.As(err, &dnsErr)
-}
-
-// transientTransportError reports whether a transport error may go away on
-// a second attempt. Certificate problems and context errors do not.
-func transientTransportError(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	var (
-		unknownAuthority x509.UnknownAuthorityError
-		hostname         x509.HostnameError
-		invalidCert      x509.CertificateInvalidError
-		verification     *tls.CertificateVerificationError
-	)
-	if errors.As(err, &unknownAuthority) || errors.As(err, &hostname) ||
-		errors.As(err, &invalidCert) || errors.As(err, &verification) {
-		return false
-	}
-	// Redirect loops and bad schemes are programming or configuration errors.
-	msg := err.Error()
-	if strings.Contains(msg, "stopped after") || strings.Contains(msg, "unsupported protocol scheme") {
-		return false
-	}
-	return true
 }
 
 // backoff returns the wait before retry number attempt+1: full jitter
@@ -127,56 +87,12 @@ func (c *Client) retryWait(attempt int, retryAfter string) time.Duration {
 	return c.backoff(attempt)
 }
 
-// parseRetryAfter parses a Retry-After value: delta seconds or an HTTP date.
-// A date in the past means no wait. ok is false when v is absent or invalid.
-func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0, false
-		}
-		const maxSecs = int64(1<<63-1) / int64(time.Second)
-		return time.Duration(min(secs, maxSecs)) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
-}
-
 // logRetry records one retry; it never logs URLs, headers or bodies.
 func (c *Client) logRetry(ctx context.Context, method, path string, attempt, status int, err error, wait time.Duration) {
-	attrs := []slog.Attr{
-		slog.String("method", method),
-		slog.String("path", path),
-		slog.Int("attempt", attempt+1),
-		slog.Duration("wait", wait),
-	}
-	if status != 0 {
-		attrs = append(attrs, slog.Int("status", status))
-	}
+	var errText string
 	if err != nil {
-		attrs = append(attrs, slog.String("error", c.redact(err.Error())))
+		errText = c.redact(err.Error())
 	}
+	attrs := httpapi.RetryAttrs(method, path, attempt+1, status, errText, wait)
 	c.logger.LogAttrs(ctx, slog.LevelWarn, "ce: retrying request", attrs...)
-}
-
-// rewind returns a copy of req with a fresh body for another attempt.
-func rewind(req *http.Request) (*http.Request, error) {
-	r := req.Clone(req.Context())
-	if req.Body == nil || req.Body == http.NoBody {
-		return r, nil
-	}
-	if req.GetBody == nil {
-		return nil, errors.New("body cannot be replayed")
-	}
-	body, err := req.GetBody()
-	if err != nil {
-		return nil, err
-	}
-	r.Body = body
-	return r, nil
 }
