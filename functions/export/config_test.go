@@ -16,7 +16,7 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	required := map[string]string{"CE_SECRET_ID": "arn:secret", "DATA_BUCKET": "data"}
+	required := map[string]string{"CE_SECRET_ID": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", "DATA_BUCKET": "data"}
 	with := func(kv ...string) map[string]string {
 		m := map[string]string{}
 		for k, v := range required {
@@ -27,7 +27,7 @@ func TestLoadConfig(t *testing.T) {
 		}
 		return m
 	}
-	defaults := config{Common: lambdaenv.Common{CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: "arn:secret", Bucket: "data", LogLevel: slog.LevelInfo}, Objects: []string{"activities", "users"}, Location: time.UTC, Lag: 2 * time.Hour, MaxJobs: 6}
+	defaults := config{Common: lambdaenv.Common{CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelInfo}, Objects: []string{"activities", "users"}, Location: time.UTC, Lag: 2 * time.Hour, MaxJobs: 6}
 	for _, tc := range []struct {
 		name    string
 		env     map[string]string
@@ -40,7 +40,7 @@ func TestLoadConfig(t *testing.T) {
 			env: with("CE_BASE_URL", "http://127.0.0.1:8090/elements/api-v2", "CALLBACK_URL", "https://abc.execute-api.us-east-1.amazonaws.com/callbacks/ce",
 				"EXPORT_OBJECTS", " activities ", "EXPORT_START", "2026-11-01", "EXPORT_TIMEZONE", "America/New_York",
 				"EXPORT_LAG", "90m", "EXPORT_MAX_JOBS", "12", "LOG_LEVEL", "DEBUG"),
-			want: config{Common: lambdaenv.Common{CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: "arn:secret", Bucket: "data", LogLevel: slog.LevelDebug}, CallbackURL: "https://abc.execute-api.us-east-1.amazonaws.com/callbacks/ce", Objects: []string{"activities"}, Start: "2026-11-01", Location: ny, Lag: 90 * time.Minute, MaxJobs: 12},
+			want: config{Common: lambdaenv.Common{CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelDebug}, CallbackURL: "https://abc.execute-api.us-east-1.amazonaws.com/callbacks/ce", Objects: []string{"activities"}, Start: "2026-11-01", Location: ny, Lag: 90 * time.Minute, MaxJobs: 12},
 		},
 		{name: "zero lag", env: with("EXPORT_LAG", "0s"), want: func() config { c := defaults; c.Lag = 0; return c }()},
 		{

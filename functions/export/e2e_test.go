@@ -21,6 +21,7 @@ import (
 	"github.com/cebulk/cebulk/internal/exporter"
 	"github.com/cebulk/cebulk/internal/lambdatest"
 	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/cebulk/cebulk/internal/logging"
 	"github.com/cebulk/cebulk/internal/s3stream"
 )
 
@@ -263,7 +264,9 @@ func TestE2EScheduledRunAndSweep(t *testing.T) {
 		t.Errorf("watermark = %s, want next %s", b, x.day(-1))
 	}
 
-	// The same event again (a Lambda retry) and another sweep: nothing new.
+	// The same event again (a Lambda retry, or EventBridge delivering it
+	// late: the function's clock is days past the event's hour) and another
+	// sweep: nothing new, since the event's time names the snapshot.
 	again := x.invoke(t, testdata(t, "schedule-event.json"))
 	if len(again.Run.Started) != 0 {
 		t.Errorf("repeated run started %v", startedIDs(again.Run))
@@ -330,9 +333,9 @@ func TestE2ECutDownloadIsRetried(t *testing.T) {
 	}
 
 	x.fake.CutNextDownload(64 << 10)
-	msg := x.invokeFailing(t, map[string]string{"action": "collect", "jobId": id})
-	if !strings.Contains(msg, "unexpected EOF") {
-		t.Errorf("collect error %q, want the cut download", msg)
+	c := x.invoke(t, map[string]string{"action": "collect", "jobId": id})
+	if c.Collect.Outcome != exporter.OutcomeRetry || !strings.Contains(c.Collect.Error, "unexpected EOF") {
+		t.Errorf("collect = %+v, want a recorded retry naming the cut download", c.Collect)
 	}
 	if keys := awstest.Keys(t, x.bucket, "exports/"); len(keys) != 0 {
 		t.Errorf("a cut download left %v", keys)
@@ -351,8 +354,16 @@ func TestE2ECutDownloadIsRetried(t *testing.T) {
 	}
 }
 
+// TestE2ECEErrorIsRetriedThenFailed runs at LogLevel DEBUG and at WARN:
+// the JobsFailed metric line must pass Lambda's log-level filter at both.
 func TestE2ECEErrorIsRetriedThenFailed(t *testing.T) {
-	x := startE2E(t, nil)
+	for _, level := range []string{"DEBUG", "WARN"} {
+		t.Run(level, func(t *testing.T) { testCEErrorIsRetriedThenFailed(t, level) })
+	}
+}
+
+func testCEErrorIsRetriedThenFailed(t *testing.T, level string) {
+	x := startE2E(t, map[string]string{"LOG_LEVEL": level, "AWS_LAMBDA_LOG_LEVEL": level})
 	x.seed(200, x.today.AddDate(0, 0, -2), x.today.AddDate(0, 0, -1))
 	const msg = "Mixpanel refused the export: rate limited"
 	id := "export-activities-" + x.day(-2)
@@ -383,10 +394,15 @@ func TestE2ECEErrorIsRetriedThenFailed(t *testing.T) {
 	metric := 0
 	for _, l := range x.logLines(t) {
 		if _, ok := l["_aws"]; ok && l["JobsFailed"] == float64(1) && l["Function"] == "export" {
-			metric++
+			// What CloudWatch gets: the line as Lambda's filter sees it.
+			if line, _ := json.Marshal(l); logging.LambdaKeeps(line, level) {
+				metric++
+			} else {
+				t.Errorf("Lambda's log-level filter at %s drops the metric line %s", level, line)
+			}
 		}
 	}
 	if metric != 1 {
-		t.Errorf("JobsFailed metric lines = %d, want 1", metric)
+		t.Errorf("JobsFailed metric lines CloudWatch receives = %d, want 1", metric)
 	}
 }

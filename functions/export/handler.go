@@ -98,8 +98,11 @@ type response struct {
 }
 
 // handle runs one invocation. It returns an error (so Lambda retries the
-// asynchronous invocation) when the payload is bad, the ledger cannot be
-// read or written, or a collect attempt failed; every step is idempotent.
+// asynchronous invocation, then sends it to the failure queue) only when
+// the payload is bad or a failure left no record in the ledger. A failed
+// collect that the ledger records (PENDING with one more attempt, or
+// FAILED) succeeds: the sweep retries the job, and Lambda's retries would
+// spend its attempts within three minutes. Every step is idempotent.
 func (h *handler) handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	t0 := time.Now()
 	req, err := parseEvent(raw)
@@ -124,13 +127,23 @@ func (h *handler) handle(ctx context.Context, raw json.RawMessage) (any, error) 
 		attrs = append(attrs, "checked", res.Checked, "collected", len(res.Collected), "failed", len(res.Failed), "expired", len(res.Expired))
 	}
 	attrs = append(attrs, "durationMs", time.Since(t0).Milliseconds())
+	if err != nil && req.Action == "sweep" {
+		// The next scheduled sweep is this one's retry: logged, not queued.
+		h.log.ErrorContext(ctx, "export sweep failed; the next sweep tries again", append(attrs, "err", err.Error())...)
+		return resp, nil
+	}
 	if err != nil {
 		h.log.ErrorContext(ctx, "export "+req.Action+" failed", append(attrs, "err", err.Error())...)
 		return nil, err
 	}
 	level := slog.LevelInfo
-	if resp.Collect != nil && resp.Collect.Outcome == exporter.OutcomeIncomplete {
-		level = slog.LevelWarn // published, but CE reported failed records
+	if c := resp.Collect; c != nil && (c.Outcome == exporter.OutcomeIncomplete || c.Error != "") {
+		// Published, but CE reported failed records; or the attempt failed
+		// and the ledger holds it for the sweep.
+		level = slog.LevelWarn
+		if c.Error != "" {
+			attrs = append(attrs, "err", c.Error)
+		}
 	}
 	h.log.Log(ctx, level, "export "+req.Action+" done", attrs...)
 	return resp, nil

@@ -148,6 +148,17 @@ func TestHandle(t *testing.T) {
 			t.Errorf("logs = %s, want a WARN line", logs.String())
 		}
 	})
+	t.Run("failed sweep is logged, not retried", func(t *testing.T) {
+		var logs bytes.Buffer
+		f := &fakePipeline{err: errBoom}
+		h := &handler{ex: f, log: slog.New(slog.NewJSONHandler(&logs, nil))}
+		if _, err := h.handle(t.Context(), readTestdata(t, "sweep.json")); err != nil {
+			t.Errorf("handle(sweep) = %v, want no error: the next sweep is its retry", err)
+		}
+		if !bytes.Contains(logs.Bytes(), []byte(`"level":"ERROR"`)) || !bytes.Contains(logs.Bytes(), []byte("boom")) {
+			t.Errorf("logs = %s, want the sweep's error at ERROR", logs.String())
+		}
+	})
 	t.Run("unknown action", func(t *testing.T) {
 		f := &fakePipeline{}
 		h := &handler{ex: f, log: slog.New(slog.DiscardHandler)}

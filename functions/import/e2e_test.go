@@ -35,12 +35,16 @@ import (
 // finalize as the webhook does).
 type e2e struct {
 	fn     *lambdatest.Function
+	stack  *lambdatest.Stack
 	invoke *lambdalocal.InvokeAPI
-	fake   *cetest.Fake
-	clock  *e2eClock
-	s3     *s3.Client
-	jobs   *ledger.Store
-	bucket string
+	// endpoint serves invoke to the AWS services that invoke the function
+	// (S3, EventBridge); name is the function's name.
+	endpoint, name string
+	fake           *cetest.Fake
+	clock          *e2eClock
+	s3             *s3.Client
+	jobs           *ledger.Store
+	bucket         string
 
 	mu        sync.Mutex
 	callbacks []*url.URL
@@ -84,7 +88,11 @@ func startE2E(t *testing.T) *e2e {
 	// The function runs with exactly ImportFunction's role from
 	// template.yaml; its self re-invocations go through the same proxy.
 	st := lambdatest.NewStack(t, lambdatest.StackOptions{SecretARN: secret})
-	e.bucket, e.invoke = st.Bucket, st.Invoke
+	e.stack, e.bucket, e.invoke, e.name = st, st.Bucket, st.Invoke, st.FunctionName("import")
+	// What S3 and EventBridge call: the Lambda service itself.
+	invokeSrv := httptest.NewServer(st.Invoke)
+	t.Cleanup(invokeSrv.Close)
+	e.endpoint = invokeSrv.URL
 	e.fn = st.Start(t, "ImportFunction", bootstrap, lambdatest.Options{
 		Timeout: 60 * time.Second,
 		Env: map[string]string{

@@ -71,8 +71,12 @@ type handler struct {
 }
 
 // handle dispatches one invocation. Errors are logged once here and
-// returned, so Lambda retries the invocation; the importer's ledger makes
-// every retry safe.
+// returned, so Lambda retries the invocation (then sends it to the failure
+// queue); the importer's ledger makes every retry safe. The importer
+// returns errors only for failures its records do not hold: one they hold
+// comes back as StatusRetry, for the sweep. A sweep never fails the
+// invocation: the next scheduled sweep is its retry, so its problems are
+// logged, not queued.
 func (h *handler) handle(ctx context.Context, raw json.RawMessage) (response, error) {
 	var req request
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -97,8 +101,9 @@ func (h *handler) handle(ctx context.Context, raw json.RawMessage) (response, er
 	case req.Action == actionSweep, req.DetailType == "Scheduled Event":
 		s, err := h.imp.Sweep(ctx)
 		if err != nil {
-			h.log.ErrorContext(ctx, "sweep failed", "err", err, "checked", s.Checked)
-			return response{Sweep: &s}, err
+			h.log.ErrorContext(ctx, "sweep failed; the next sweep tries again", "err", err, "checked", s.Checked,
+				"finalized", s.Finalized, "waiting", s.Waiting, "resumed", s.Resumed)
+			return response{Sweep: &s}, nil
 		}
 		h.log.InfoContext(ctx, "sweep done", "checked", s.Checked, "finalized", s.Finalized, "waiting", s.Waiting, "resumed", s.Resumed)
 		return response{Sweep: &s}, nil
@@ -128,7 +133,7 @@ func (h *handler) objects(ctx context.Context, recs []s3Record, opts []importer.
 			errs = append(errs, fmt.Errorf("import s3://%s/%s: %w", bucket, key, err))
 			continue
 		}
-		h.log.InfoContext(ctx, "import handled", "bucket", bucket, "key", key, "importId", res.ImportID, "status", res.Status)
+		h.log.Log(ctx, levelOf(res), "import handled", "bucket", bucket, "key", key, "importId", res.ImportID, "status", res.Status)
 		resp.Results = append(resp.Results, res)
 	}
 	return resp, errors.Join(errs...)
@@ -139,6 +144,15 @@ func (h *handler) one(ctx context.Context, res importer.Result, err error, what 
 		h.log.ErrorContext(ctx, what+" failed", append(attrs, "err", err)...)
 		return response{}, err
 	}
-	h.log.InfoContext(ctx, what+" done", append(attrs, "importId", res.ImportID, "status", res.Status)...)
+	h.log.Log(ctx, levelOf(res), what+" done", append(attrs, "importId", res.ImportID, "status", res.Status)...)
 	return response{Results: []importer.Result{res}}, nil
+}
+
+// levelOf is the log level of a handled result: warn for a failure left
+// to the sweep.
+func levelOf(res importer.Result) slog.Level {
+	if res.Status == importer.StatusRetry {
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
 }

@@ -112,6 +112,14 @@ func TestHandleReturnsImporterErrors(t *testing.T) {
 	}
 }
 
+func TestHandleSweepErrorIsNotRetried(t *testing.T) {
+	f := &fakeImporter{err: errors.New("s3 is down")}
+	h := &handler{imp: f, log: slog.New(slog.DiscardHandler)}
+	if _, err := h.handle(t.Context(), fixture(t, "sweep.json")); err != nil {
+		t.Errorf("handle(sweep) = %v, want no error: the next sweep is its retry, not Lambda's queue", err)
+	}
+}
+
 // fakeInvoker records asynchronous invocations.
 type fakeInvoker struct {
 	function string

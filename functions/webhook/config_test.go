@@ -12,7 +12,7 @@ import (
 
 func TestLoadConfig(t *testing.T) {
 	full := map[string]string{
-		"CE_BASE_URL": "http://127.0.0.1:8090/elements/api-v2", "CE_SECRET_ID": "arn:secret", "DATA_BUCKET": "data",
+		"CE_BASE_URL": "http://127.0.0.1:8090/elements/api-v2", "CE_SECRET_ID": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", "DATA_BUCKET": "data",
 		"EXPORT_FUNCTION_NAME": "cebulk-export", "IMPORT_FUNCTION_NAME": "cebulk-import", "LOG_LEVEL": "debug", "EXPORT_MAX_DAYS": "7",
 	}
 	for _, tc := range []struct {
@@ -21,7 +21,7 @@ func TestLoadConfig(t *testing.T) {
 		want    config
 		wantErr []string
 	}{
-		{name: "full", env: full, want: config{Common: lambdaenv.Common{CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: "arn:secret", Bucket: "data", LogLevel: slog.LevelDebug}, ExportFunction: "cebulk-export", ImportFunction: "cebulk-import", MaxExportDays: 7}},
+		{name: "full", env: full, want: config{Common: lambdaenv.Common{CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelDebug}, ExportFunction: "cebulk-export", ImportFunction: "cebulk-import", MaxExportDays: 7}},
 		{name: "defaults", env: map[string]string{"CE_SECRET_ID": "s", "DATA_BUCKET": "d", "EXPORT_FUNCTION_NAME": "e", "IMPORT_FUNCTION_NAME": "i"},
 			want: config{Common: lambdaenv.Common{CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: "s", Bucket: "d"}, ExportFunction: "e", ImportFunction: "i", MaxExportDays: 31}},
 		{name: "everything wrong at once", env: map[string]string{"LOG_LEVEL": "loud", "EXPORT_MAX_DAYS": "many"},

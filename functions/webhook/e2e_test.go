@@ -24,37 +24,63 @@ import (
 // stand-in, against the CE emulator and moto: an operator backfill, CE's
 // signed callback, the hand-off, the exported partition; and a forged and a
 // duplicate callback that change nothing.
-func TestEndToEnd(t *testing.T) {
-	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
-	srv, fake := cetest.NewServer(t, cetest.Options{SignatureKey: "e2e-signature-key"})
-	fake.SeedGenerated("activities", cetest.SampleActivities(7, 300, day.AddDate(0, 0, -1), day.AddDate(0, 0, 2)))
-	creds := fake.Credentials()
-	secret, _ := json.Marshal(map[string]string{"userSecret": creds.UserSecret, "organizationSecret": creds.OrganizationSecret, "elementToken": creds.ElementToken, "signatureKey": "e2e-signature-key"})
+// e2eStack is the webhook behind an API Gateway stand-in and the export
+// function (not yet registered with the Invoke API stand-in), each with
+// exactly its own role from template.yaml, with the CE emulator (signing
+// callbacks) and moto around them.
+type e2eStack struct {
+	st      *lambdatest.Stack
+	fake    *cetest.Fake
+	creds   cetest.Credentials
+	webhook *lambdatest.Function
+	gateway *httptest.Server
+	export  *lambdatest.Function
+}
+
+// e2eDay is the day the stack's CE emulator has activities around.
+var e2eDay = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+
+func startStack(t *testing.T, opts cetest.Options) *e2eStack {
+	t.Helper()
+	x := &e2eStack{}
+	opts.SignatureKey = "e2e-signature-key"
+	srv, fake := cetest.NewServer(t, opts)
+	x.fake = fake
+	fake.SeedGenerated("activities", cetest.SampleActivities(7, 300, e2eDay.AddDate(0, 0, -1), e2eDay.AddDate(0, 0, 2)))
+	x.creds = fake.Credentials()
+	secret, _ := json.Marshal(map[string]string{"userSecret": x.creds.UserSecret, "organizationSecret": x.creds.OrganizationSecret, "elementToken": x.creds.ElementToken, "signatureKey": "e2e-signature-key"})
 	secretARN := awstest.NewSecret(t, string(secret))
 	// Each function runs with exactly its own role from template.yaml; the
 	// webhook's hand-offs go through the proxy to the Invoke API stand-in.
 	st := lambdatest.NewStack(t, lambdatest.StackOptions{SecretARN: secretARN})
-	bucket, invokeAPI := st.Bucket, st.Invoke
+	x.st = st
 
 	common := map[string]string{"CE_BASE_URL": cetest.BaseURL(srv), "LOG_LEVEL": "debug"}
 	webhookEnv := map[string]string{"EXPORT_FUNCTION_NAME": st.FunctionName("export"), "IMPORT_FUNCTION_NAME": st.FunctionName("import")}
 	for k, v := range common {
 		webhookEnv[k] = v
 	}
-	webhook := st.Start(t, "WebhookFunction", lambdatest.Build(t, "./functions/webhook"), lambdatest.Options{Timeout: 30 * time.Second, Env: webhookEnv})
-	gateway := httptest.NewServer(&lambdalocal.Gateway{Fn: webhook.Function})
-	t.Cleanup(gateway.Close)
-	gatewayB64 := httptest.NewServer(&lambdalocal.Gateway{Fn: webhook.Function, Base64: true})
-	t.Cleanup(gatewayB64.Close)
+	x.webhook = st.Start(t, "WebhookFunction", lambdatest.Build(t, "./functions/webhook"), lambdatest.Options{Timeout: 30 * time.Second, Env: webhookEnv})
+	x.gateway = httptest.NewServer(&lambdalocal.Gateway{Fn: x.webhook.Function})
+	t.Cleanup(x.gateway.Close)
 
 	exportEnv := map[string]string{
-		"CALLBACK_URL": gateway.URL + "/callbacks/ce", "EXPORT_OBJECTS": "activities", "EXPORT_START": day.Format(time.DateOnly),
+		"CALLBACK_URL": x.gateway.URL + "/callbacks/ce", "EXPORT_OBJECTS": "activities", "EXPORT_START": e2eDay.Format(time.DateOnly),
 		"EXPORT_TIMEZONE": "UTC", "EXPORT_LAG": "0s", "EXPORT_MAX_JOBS": "6",
 	}
 	for k, v := range common {
 		exportEnv[k] = v
 	}
-	export := st.Start(t, "ExportFunction", lambdatest.Build(t, "./functions/export"), lambdatest.Options{Timeout: 120 * time.Second, Env: exportEnv})
+	x.export = st.Start(t, "ExportFunction", lambdatest.Build(t, "./functions/export"), lambdatest.Options{Timeout: 120 * time.Second, Env: exportEnv})
+	return x
+}
+
+func TestEndToEnd(t *testing.T) {
+	x := startStack(t, cetest.Options{})
+	st, fake, creds, webhook, gateway, export := x.st, x.fake, x.creds, x.webhook, x.gateway, x.export
+	bucket, invokeAPI := st.Bucket, st.Invoke
+	gatewayB64 := httptest.NewServer(&lambdalocal.Gateway{Fn: webhook.Function, Base64: true})
+	t.Cleanup(gatewayB64.Close)
 	invokeAPI.Register(st.FunctionName("export"), export.Function)
 	ctx := t.Context()
 	wait := func() {

@@ -34,6 +34,40 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey{}, id)
 }
 
+type callerKey struct{}
+
+// Caller is the IAM principal API Gateway authorised a request with (an
+// AWS_IAM route's requestContext.authorizer.iam); empty for other routes.
+type Caller struct {
+	UserARN   string // arn:aws:iam::123456789012:user/alice, or an assumed role's session ARN
+	CallerID  string // the principal's unique id (AIDA…, or AROA…:session)
+	AccountID string
+	OrgID     string // aws:PrincipalOrgID, when the account is in an organization
+}
+
+// LogAttrs returns the caller as log attributes (none when empty).
+func (c Caller) LogAttrs() []any {
+	if c == (Caller{}) {
+		return nil
+	}
+	attrs := []any{"callerArn", c.UserARN, "callerId", c.CallerID, "callerAccount", c.AccountID}
+	if c.OrgID != "" {
+		attrs = append(attrs, "callerOrgId", c.OrgID)
+	}
+	return attrs
+}
+
+// CallerOf returns the IAM caller of the request, or the zero Caller.
+func CallerOf(ctx context.Context) Caller {
+	c, _ := ctx.Value(callerKey{}).(Caller)
+	return c
+}
+
+// WithCaller returns ctx carrying an IAM caller (for tests and local servers).
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
 // Handler adapts h to a Lambda handler for HTTP API payload 2.0 events.
 func Handler(h http.Handler) func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 	return func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
@@ -71,6 +105,9 @@ func Request(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (*http.Requ
 		method = http.MethodGet
 	}
 	ctx = WithRequestID(ctx, ev.RequestContext.RequestID)
+	if a := ev.RequestContext.Authorizer; a != nil && a.IAM != nil {
+		ctx = WithCaller(ctx, Caller{UserARN: a.IAM.UserARN, CallerID: a.IAM.CallerID, AccountID: a.IAM.AccountID, OrgID: a.IAM.PrincipalOrgID})
+	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return nil, err

@@ -57,3 +57,25 @@ func TestHandler(t *testing.T) {
 		t.Errorf("binary answer = %+v, want base64", res)
 	}
 }
+
+func TestCallerFromTheIAMAuthorizer(t *testing.T) {
+	var got Caller
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = CallerOf(r.Context()) })
+	ev := events.APIGatewayV2HTTPRequest{RawPath: "/exports", RequestContext: events.APIGatewayV2HTTPRequestContext{
+		HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: "POST"},
+		Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{
+			AccessKey: "ASIAEXAMPLE", AccountID: "123456789012", CallerID: "AROAEXAMPLE:alice",
+			UserARN: "arn:aws:sts::123456789012:assumed-role/operators/alice", UserID: "AROAEXAMPLE:alice",
+		}},
+	}}
+	if _, err := Handler(h)(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	want := Caller{UserARN: "arn:aws:sts::123456789012:assumed-role/operators/alice", CallerID: "AROAEXAMPLE:alice", AccountID: "123456789012"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("caller (-want +got):\n%s", diff)
+	}
+	if _, err := Handler(h)(t.Context(), events.APIGatewayV2HTTPRequest{RawPath: "/healthz"}); err != nil || got != (Caller{}) {
+		t.Errorf("caller of an unauthorised route = %+v, %v; want none", got, err)
+	}
+}

@@ -231,7 +231,7 @@ func TestUnused(t *testing.T) {
 	for _, want := range []string{
 		"WebhookFunctionRole: statement WebhookFunctionRolePolicy0/StateObjects never allowed s3:PutObject",
 		"WebhookFunctionRole: statement WebhookFunctionRolePolicy0/InvokeOwners (lambda:InvokeFunction) allowed nothing",
-		"ExportFunctionRole: statement ExportFunctionRolePolicy0/InvokeSelf (lambda:InvokeFunction) allowed nothing",
+		"ImportFunctionRole: statement ImportFunctionRolePolicy0/InvokeSelf (lambda:InvokeFunction) allowed nothing",
 	} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("Unused() lacks %q:\n%s", want, joined)

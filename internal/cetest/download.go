@@ -45,6 +45,8 @@ func (f *Fake) handleDownload(w http.ResponseWriter, r *http.Request, id, object
 			code, msg = http.StatusNotAcceptable, "Cannot produce "+quote(r.Header.Get("Accept"))+": use application/json, application/jsonl or text/csv"
 		} else if len(f.cuts) > 0 {
 			cut, f.cuts = f.cuts[0], f.cuts[1:]
+		} else if f.cutAll != nil {
+			cut = *f.cutAll
 		}
 	}
 	f.mu.Unlock()

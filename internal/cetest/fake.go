@@ -113,6 +113,8 @@ type Fake struct {
 	faults      []fault
 	slow        []time.Duration
 	cuts        []int64
+	outages     map[*fault]bool // Outage: until ended
+	cutAll      *int64          // CutDownloads: until ended
 	nextOutcome *outcome
 	nextFailed  int64 // SetNextJobFailedRecords
 	failHook    func(object string, record map[string]any) string
@@ -256,6 +258,39 @@ func (f *Fake) FailNext(method, pathSuffix string, status int, retryAfter string
 	f.faults = append(f.faults, fault{method: strings.ToUpper(method), suffix: pathSuffix, status: status, retryAfter: retryAfter})
 }
 
+// Outage makes every request matching method ("" for any) and pathSuffix
+// (as FailNext) fail with status and a CE error body until end is called:
+// an outage of CE, for as long as the test wants. Requests are counted.
+func (f *Fake) Outage(method, pathSuffix string, status int) (end func()) {
+	ft := &fault{method: strings.ToUpper(method), suffix: pathSuffix, status: status}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.outages == nil {
+		f.outages = map[*fault]bool{}
+	}
+	f.outages[ft] = true
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		delete(f.outages, ft)
+	}
+}
+
+// CutDownloads cuts every download after afterBytes bytes (as
+// CutNextDownload) until end is called: a network that drops long
+// transfers, which no client retry hides.
+func (f *Fake) CutDownloads(afterBytes int64) (end func()) {
+	n := max(0, afterBytes)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cutAll = &n
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.cutAll = nil
+	}
+}
+
 // SlowNext delays the next request, whatever it is, by d (on top of
 // Options.Latency). The delay ends early when the request's context ends.
 func (f *Fake) SlowNext(d time.Duration) {
@@ -318,6 +353,8 @@ func (f *Fake) Reset() {
 	f.faults = nil
 	f.slow = nil
 	f.cuts = nil
+	f.outages = nil
+	f.cutAll = nil
 	f.nextOutcome = nil
 	f.nextFailed = 0
 	f.failHook = nil
@@ -366,6 +403,11 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				ft = &x
 				f.faults = slices.Delete(f.faults, i, i+1)
 				break
+			}
+		}
+		for x := range f.outages {
+			if ft == nil && (x.method == "" || x.method == r.Method) && strings.HasSuffix(route, x.suffix) {
+				ft = x
 			}
 		}
 	}

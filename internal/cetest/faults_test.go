@@ -152,3 +152,23 @@ func TestTransportStreamsRequestBody(t *testing.T) {
 		}
 	})
 }
+
+func TestOutageLastsUntilEnded(t *testing.T) {
+	e := newEnv(t, cetest.Options{})
+	id := e.startQuery("q=select%20*%20from%20users")
+	end := e.fake.Outage("GET", "/status", http.StatusServiceUnavailable)
+	for range 3 {
+		r := e.do("GET", "/bulk/"+id+"/status", nil)
+		if r.code != http.StatusServiceUnavailable {
+			t.Fatalf("status during the outage = %d %s, want 503", r.code, r.body)
+		}
+		checkErrorShape(t, r)
+	}
+	if r := e.do("GET", "/bulk/jobs", nil); r.code != http.StatusOK {
+		t.Errorf("another route during the outage = %d, want 200", r.code)
+	}
+	end()
+	if r := e.do("GET", "/bulk/"+id+"/status", nil); r.code != http.StatusOK {
+		t.Errorf("status after the outage = %d %s, want 200", r.code, r.body)
+	}
+}

@@ -70,7 +70,13 @@ var errLost = errors.New("the job was taken over by another collector")
 // FAILED after Config.MaxAttempts). When the download, the decoding or the
 // upload fails, or the invocation's deadline comes, nothing is published:
 // the multipart upload is aborted and the job goes back to PENDING with one
-// more attempt (or FAILED), and Collect returns the error with the result.
+// more attempt (or FAILED), and the result carries the error.
+//
+// The error is only for failures the ledger does not record (the record
+// could not be read or written): Lambda's retries of an asynchronous
+// invocation are for those. A failure recorded in the ledger returns no
+// error, since the sweep retries the job within Config.MaxAttempts; were
+// Lambda to retry it too, a blip of a few minutes would spend every attempt.
 func (e *Exporter) Collect(ctx context.Context, id string) (CollectResult, error) {
 	res := CollectResult{JobID: id}
 	job, etag, err := e.jobs.Get(ctx, id)
@@ -121,9 +127,16 @@ func (e *Exporter) Collect(ctx context.Context, id string) (CollectResult, error
 
 	st, err := e.ce.Status(workCtx, job.CEJobID)
 	if err != nil && !errors.Is(err, ce.ErrNotFound) {
-		job, _ = e.release(ctx, job, etag, err)
+		err = fmt.Errorf("collect %s: read CE job status: %w", id, err)
+		job, rerr := e.release(ctx, job, etag, err)
 		res.Status = job.Status
-		return res, fmt.Errorf("collect %s: read CE job status: %w", id, err)
+		if rerr != nil {
+			return res, errors.Join(err, rerr)
+		}
+		// Recorded (LastError, PENDING): the sweep polls the job again.
+		res.Outcome, res.Error = OutcomeRetry, err.Error()
+		e.logJob(ctx, slog.LevelWarn, "collect: CE job status unavailable; left for the sweep", job, slog.String("err", err.Error()))
+		return res, nil
 	}
 	if errors.Is(err, ce.ErrNotFound) {
 		// CE no longer knows the job (its files are kept three days).
@@ -155,11 +168,16 @@ func (e *Exporter) Collect(ctx context.Context, id string) (CollectResult, error
 		if ctxErr := workCtx.Err(); ctxErr != nil && ctx.Err() == nil {
 			err = fmt.Errorf("stopped %v before the invocation's deadline: %w", e.cfg.SafetyMargin, err)
 		}
-		job, outcome := e.failAttempt(ctx, job, etag, "collect: "+err.Error())
+		job, outcome, ferr := e.failAttempt(ctx, job, etag, "collect: "+err.Error())
 		res.Outcome, res.Status, res.Error = outcome, job.Status, job.LastError
 		e.logJob(ctx, slog.LevelWarn, "collect failed; nothing published", job,
 			slog.Int64("durationMs", time.Since(t0).Milliseconds()), slog.String("err", err.Error()))
-		return res, fmt.Errorf("collect %s: %w", id, err)
+		if ferr != nil {
+			return res, fmt.Errorf("collect %s: %w", id, errors.Join(err, ferr))
+		}
+		// The failed attempt is in the ledger and the sweep retries the
+		// job: a retry of this invocation would only spend another attempt.
+		return res, nil
 	}
 	res.Part, res.Records, res.OutOfWindow, res.Bytes, res.CEFailed = m.Part, m.Records, m.OutOfWindow, m.Bytes, m.CERecordsFailed
 
@@ -291,8 +309,9 @@ func (e *Exporter) release(ctx context.Context, job *ledger.Job, etag string, ca
 }
 
 // failAttempt records a failed collect: back to PENDING with one more
-// attempt, or FAILED when none is left. It writes on a fresh context.
-func (e *Exporter) failAttempt(ctx context.Context, job *ledger.Job, etag, reason string) (*ledger.Job, Outcome) {
+// attempt, or FAILED when none is left. It writes on a fresh context; the
+// error says the failure could not be recorded.
+func (e *Exporter) failAttempt(ctx context.Context, job *ledger.Job, etag, reason string) (*ledger.Job, Outcome, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
 	outcome := OutcomeRetry
@@ -312,12 +331,12 @@ func (e *Exporter) failAttempt(ctx context.Context, job *ledger.Job, etag, reaso
 	})
 	if err != nil {
 		e.logJob(ctx, slog.LevelError, "release job after a failed collect", job, slog.String("err", err.Error()))
-		return j, outcome
+		return j, outcome, err
 	}
 	if fail {
 		e.jobEnded(ctx, j)
 	}
-	return j, outcome
+	return j, outcome, nil
 }
 
 // ceFailed handles a CE job that ended ERROR, ABORTED or CANCELLED: a new

@@ -32,7 +32,11 @@
 //	   └─ no news past Config.JobDeadline ─► EXPIRED (CE job cancelled)
 //
 // Attempts count the tries of a window: each CE job started and each
-// failed collect. Config.MaxAttempts bounds them.
+// failed collect. Config.MaxAttempts bounds them. A failed collect the
+// ledger records returns no error (the result carries it): the sweep
+// retries the window, and Lambda's retries of the invocation, which would
+// spend the attempts within three minutes, are kept for failures that left
+// no record.
 //
 // # Partitions
 //

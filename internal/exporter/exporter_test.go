@@ -302,12 +302,14 @@ func TestCollectFailuresPublishNothing(t *testing.T) {
 			id := mustRun(t, e.exporter(nil, nil), RunRequest{}).Started[0].JobID
 
 			api, store := tc.setup(e)
+			// The failure is in the ledger (and the result), so Collect
+			// succeeds: the sweep retries it, not Lambda.
 			res, err := e.exporter(api, store).Collect(t.Context(), id)
-			if err == nil {
-				t.Fatalf("Collect = %+v, nil; want an error", res)
+			if err != nil || res.Error == "" {
+				t.Fatalf("Collect = %+v, %v; want the failure in the result and no error", res, err)
 			}
-			if tc.is != nil && !errors.Is(err, tc.is) {
-				t.Errorf("Collect error %v, want one wrapping %v", err, tc.is)
+			if tc.is != nil && !strings.Contains(res.Error, tc.is.Error()) {
+				t.Errorf("Collect error %q, want one naming %v", res.Error, tc.is)
 			}
 			if res.Outcome != OutcomeRetry {
 				t.Errorf("Collect outcome = %q, want %q", res.Outcome, OutcomeRetry)
@@ -453,7 +455,7 @@ func TestCollectRespectsTheDeadline(t *testing.T) {
 		}}
 		t0 := time.Now()
 		res, err := e.exporter(api, store).Collect(ctx, id)
-		if !errors.Is(err, context.DeadlineExceeded) || res.Outcome != OutcomeRetry {
+		if err != nil || !strings.Contains(res.Error, context.DeadlineExceeded.Error()) || res.Outcome != OutcomeRetry {
 			t.Fatalf("Collect = %+v, %v; want a retry after the work deadline", res, err)
 		}
 		if ctx.Err() != nil {
@@ -707,8 +709,8 @@ func TestBackfill(t *testing.T) {
 
 	// Failed re-exports leave the old partition published as it was.
 	e.fake.CutNextDownload(2048)
-	if _, err := ex.Collect(t.Context(), id); err == nil {
-		t.Fatal("Collect with a cut download succeeded")
+	if res, err := ex.Collect(t.Context(), id); err != nil || res.Outcome != OutcomeRetry {
+		t.Fatalf("Collect with a cut download = %+v, %v; want a recorded retry", res, err)
 	}
 	if m := e.checkPartition(t, "activities", "dt="+e.day(-6), byDay[e.day(-6)]); m != before {
 		t.Errorf("manifest after a failed re-export = %+v, want the old one %+v", m, before)
@@ -719,8 +721,8 @@ func TestBackfill(t *testing.T) {
 		}
 		return e.s3.WriteSmall(ctx, bucket, key, data, ct, cond)
 	}}
-	if _, err := e.exporter(nil, failManifest).Collect(t.Context(), id); err == nil {
-		t.Fatal("Collect with a failing manifest write succeeded")
+	if res, err := e.exporter(nil, failManifest).Collect(t.Context(), id); err != nil || res.Outcome != OutcomeRetry {
+		t.Fatalf("Collect with a failing manifest write = %+v, %v; want a recorded retry", res, err)
 	}
 	if m := e.checkPartition(t, "activities", "dt="+e.day(-6), byDay[e.day(-6)]); m != before {
 		t.Errorf("manifest after a failed re-export = %+v, want the old one %+v", m, before)
@@ -797,5 +799,30 @@ func TestUsersSnapshot(t *testing.T) {
 	}
 	if _, ok := e.get(t, WatermarkKey(ObjectUsers)); ok {
 		t.Errorf("users got a watermark")
+	}
+}
+
+// A collect whose failure cannot be recorded (the ledger write is refused)
+// returns an error, so Lambda retries the invocation: nothing else would.
+func TestCollectFailureNotRecordedIsAnError(t *testing.T) {
+	e := newEnv(t, cetest.Options{}, Config{})
+	e.cfg.Start = e.day(-1)
+	seedActivities(e.fake, 50, dayStart(e.day(-1)), dayStart(e.day(0)))
+	id := mustRun(t, e.exporter(nil, nil), RunRequest{}).Started[0].JobID
+	e.fake.CutNextDownload(512)
+	// The ledger accepts the take (PENDING → COLLECTING), then refuses.
+	writes := 0
+	ledgerStore := storeFuncs{ObjectStore: e.s3, writeSmall: func(ctx context.Context, bucket, key string, data []byte, ct string, cond s3stream.Condition) (string, error) {
+		if strings.HasPrefix(key, ledger.Prefix) {
+			if writes++; writes > 1 {
+				return "", errors.New("S3 is down")
+			}
+		}
+		return e.s3.WriteSmall(ctx, bucket, key, data, ct, cond)
+	}}
+	ex := New(e.cfg, e.client, e.s3, ledger.New(ledgerStore, e.cfg.Bucket), nil)
+	res, err := ex.Collect(t.Context(), id)
+	if err == nil || !strings.Contains(err.Error(), "S3 is down") {
+		t.Fatalf("Collect = %+v, %v; want an error naming the unrecorded failure", res, err)
 	}
 }

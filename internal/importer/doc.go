@@ -147,7 +147,12 @@
 //
 // [Importer.Sweep] (the ImportFunction's schedule, every 5 minutes)
 // finalizes the imports whose callbacks never came and resumes the ones
-// that stalled. Ledger records live StateRetentionDays (90 by default), so
+// that stalled or whose last invocation failed. A failure an import's
+// record holds (the invocation released it with a failure counted, or a
+// finalize noted its error) returns [StatusRetry] and no error: the sweep,
+// not Lambda's two retries within three minutes, tries again, so a blip of
+// a few minutes costs one of Config.MaxAttempts. Only failures no record
+// holds are returned as errors, for Lambda to retry. Ledger records live StateRetentionDays (90 by default), so
 // it finds the open imports through markers rather than by reading every
 // record: its cost follows the open imports, not the ledger's history.
 //   - HandleObject creates state/imports/open/<importId> (If-None-Match; a

@@ -96,8 +96,28 @@ type summaryTimings struct {
 // chunk's CE job is terminal. It is idempotent: a finished import is
 // reported as it is, and an import whose CE jobs are still running is left
 // for a later callback or sweep (status WAITING).
+//
+// A failure (CE's statuses or errors unreadable, a report not written)
+// leaves the import read through and PENDING, which the sweep finalizes;
+// once it is noted in the record (LastError), Finalize returns StatusRetry
+// and no error, so that Lambda does not retry it too. Only a failure it
+// could not note is returned.
 func (im *Importer) Finalize(ctx context.Context, ledgerJobID string) (Result, error) {
-	return im.finalize(ctx, importIDOf(ledgerJobID))
+	id := importIDOf(ledgerJobID)
+	res, err := im.finalize(ctx, id)
+	if err == nil {
+		return res, nil
+	}
+	rec, tag, gerr := im.getImport(ctx, id)
+	if gerr != nil || rec.Status != ledger.StatusPending || !rec.Import.Done {
+		return res, err
+	}
+	rec.LastError = "finalize: " + err.Error()
+	if _, uerr := im.updateImport(context.WithoutCancel(ctx), rec, tag); uerr != nil {
+		return res, errors.Join(err, uerr)
+	}
+	im.log.WarnContext(ctx, "finalize failed; left for the sweep", "importId", id, "err", err)
+	return resultOf(rec, StatusRetry), nil
 }
 
 func (im *Importer) finalize(ctx context.Context, id string) (Result, error) {

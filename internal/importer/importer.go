@@ -167,6 +167,10 @@ const (
 	StatusDuplicate = "DUPLICATE"
 	// StatusIgnored: the key is a folder placeholder, nothing to import.
 	StatusIgnored = "IGNORED"
+	// StatusRetry: the invocation failed, and the import's record holds the
+	// failure with its checkpoint: the next sweep resumes (or finalizes)
+	// it. The call returns no error, so that Lambda does not retry it too.
+	StatusRetry = "RETRY"
 )
 
 // Result describes what one call did.

@@ -227,6 +227,15 @@ func activity(id string, sec int64) string {
 	return fmt.Sprintf(`{"event":"Signed Up","properties":{"time":%d,"distinct_id":%q,"$insert_id":"ins-%s","plan":"pro"}}`, sec, id, id)
 }
 
+// goodFile returns n good events "good-1" ... "good-n", one per line.
+func goodFile(n int) []byte {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		b.WriteString(activity(fmt.Sprintf("good-%d", i), 1764028800+int64(i)) + "\n")
+	}
+	return []byte(b.String())
+}
+
 // goodIDs returns "good-1" ... "good-n".
 func goodIDs(n int) []string {
 	ids := make([]string, n)
@@ -507,7 +516,7 @@ func TestUploadOutcomes(t *testing.T) {
 		// fail is called for upload number n (1-based); ok=false means
 		// pass the upload through.
 		fail       func(n int, r io.Reader) (error, bool)
-		wantErr    bool // the first invocation returns an error
+		wantErr    bool // the first invocation fails and leaves the import to the sweep (RETRY)
 		wantStatus string
 		wantIDs    []string
 		chunk2     ledger.Status
@@ -567,12 +576,16 @@ func TestUploadOutcomes(t *testing.T) {
 			key := "imports/activities/outcomes.jsonl"
 			etag := e.upload(key, []byte(b.String()))
 			res, err := e.imp.HandleObject(t.Context(), bucket, key, etag, 0)
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("HandleObject error = %v, want error %v", err, tc.wantErr)
+			if err != nil || (res.Status == importer.StatusRetry) != tc.wantErr {
+				t.Fatalf("HandleObject = %+v, %v; want status RETRY %v and no error", res, err, tc.wantErr)
 			}
-			if err != nil {
-				// Lambda retries the event.
-				if res, err = e.imp.HandleObject(t.Context(), bucket, key, etag, 0); err != nil {
+			if res.Status == importer.StatusRetry {
+				// The failure is recorded: the sweep resumes the import.
+				s, err := e.imp.Sweep(t.Context())
+				if err != nil || s.Resumed != 1 {
+					t.Fatalf("Sweep = %+v, %v; want the import resumed", s, err)
+				}
+				if res, err = e.imp.Finalize(t.Context(), res.ImportID); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -626,12 +639,8 @@ func TestCEFailuresMakePartial(t *testing.T) {
 		}
 		return ""
 	})
-	var b strings.Builder
-	for i := 1; i <= 8; i++ {
-		b.WriteString(activity(fmt.Sprintf("good-%d", i), 1764028800+int64(i)) + "\n")
-	}
 	key := "imports/activities/ce-fail.jsonl"
-	res := e.importFile(key, []byte(b.String()))
+	res := e.importFile(key, goodFile(8))
 	if res.Status != importer.StatusPartial {
 		t.Errorf("status = %s, want PARTIAL", res.Status)
 	}
@@ -662,12 +671,8 @@ func TestCEFailuresMakePartial(t *testing.T) {
 func TestCEJobErrorMakesPartial(t *testing.T) {
 	e := setup(t, envOptions{cfg: importer.Config{ChunkRecords: 2}})
 	e.fake.SetNextJobOutcome(cetest.StatusError, "rate limited by vendor")
-	var b strings.Builder
-	for i := 1; i <= 4; i++ {
-		b.WriteString(activity(fmt.Sprintf("good-%d", i), 1764028800+int64(i)) + "\n")
-	}
 	key := "imports/activities/ce-error.jsonl"
-	res := e.importFile(key, []byte(b.String()))
+	res := e.importFile(key, goodFile(4))
 	if res.Status != importer.StatusPartial {
 		t.Errorf("status = %s, want PARTIAL", res.Status)
 	}
@@ -901,5 +906,34 @@ func TestCEJobsThatNeverFinishExpire(t *testing.T) {
 	jobs := s["ceJobs"].([]any)
 	if s["status"] != "FAILED" || jobs[0].(map[string]any)["status"] != "EXPIRED" {
 		t.Errorf("summary status %v, chunk %v; want FAILED with an EXPIRED chunk", s["status"], jobs[0])
+	}
+}
+
+// A finalize that cannot read CE's statuses (an outage) notes the failure
+// in the import's record and returns RETRY with no error, so Lambda does
+// not retry the webhook's hand-over; the sweep finalizes the import later.
+func TestFinalizeFailureIsLeftToTheSweep(t *testing.T) {
+	e := setup(t, envOptions{ce: cetest.Options{CompletionDelay: time.Hour}})
+	key := "imports/activities/finalize-outage.jsonl"
+	res := e.importFile(key, goodFile(4))
+	if res.Status != importer.StatusWaiting {
+		t.Fatalf("import = %+v, want WAITING for CE", res)
+	}
+	e.clock.Advance(2 * time.Hour)
+	end := e.fake.Outage("GET", "/status", http.StatusServiceUnavailable)
+	got, err := e.imp.Finalize(t.Context(), importer.ChunkID(res.ImportID, 1))
+	if err != nil || got.Status != importer.StatusRetry {
+		t.Fatalf("Finalize during the outage = %+v, %v; want RETRY and no error", got, err)
+	}
+	if j := e.ledgerJob(res.ImportID); j.Status != ledger.StatusPending || !strings.Contains(j.LastError, "finalize: ") {
+		t.Errorf("import record = %s, %q; want PENDING with the finalize error noted", j.Status, j.LastError)
+	}
+	end()
+	s, err := e.imp.Sweep(t.Context())
+	if err != nil || s.Finalized != 1 {
+		t.Fatalf("Sweep = %+v, %v; want the import finalized", s, err)
+	}
+	if sum := e.summaryOf(key); sum["status"] != importer.StatusSucceeded {
+		t.Errorf("summary status = %v, want SUCCEEDED", sum["status"])
 	}
 }

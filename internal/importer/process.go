@@ -574,7 +574,11 @@ func (r *runner) checkpoint(ctx context.Context, why string) (Result, error) {
 }
 
 // fail releases the import after an error worth retrying, and gives up
-// (the import is then FAILED) after MaxAttempts such failures.
+// (the import is then FAILED) after MaxAttempts such failures. Once the
+// failure is saved in the import's record it returns StatusRetry and no
+// error: the sweep resumes the import (see Sweep), and a retry of the
+// invocation by Lambda would only count failures faster than an outage
+// ends. Only a failure it could not save is returned.
 func (r *runner) fail(ctx context.Context, cause error) (Result, error) {
 	if errors.Is(cause, errLeaseLost) {
 		return Result{}, fmt.Errorf("import %s: %w", r.rec.ID, cause)
@@ -590,7 +594,9 @@ func (r *runner) fail(ctx context.Context, cause error) (Result, error) {
 	if err := r.save(ctx); err != nil {
 		return Result{}, errors.Join(cause, err)
 	}
-	return Result{}, fmt.Errorf("import %s: %w", r.rec.ID, cause)
+	r.im.log.WarnContext(ctx, "import failed; left for the sweep", "importId", r.rec.ID,
+		"failures", p.Failures, "err", cause)
+	return resultOf(r.rec, StatusRetry), nil
 }
 
 // done marks the file as read through and tries to finalize at once (a
@@ -606,7 +612,7 @@ func (r *runner) done(ctx context.Context) (Result, error) {
 	}
 	r.im.log.InfoContext(ctx, "import read through", "importId", r.rec.ID, "chunks", p.Chunks,
 		"records", p.Records, "valid", p.Valid, "rejected", p.Rejected)
-	return r.im.finalize(ctx, r.rec.ID)
+	return r.im.Finalize(ctx, r.rec.ID)
 }
 
 // chunkReader is the body of one chunk's upload: the span's valid records

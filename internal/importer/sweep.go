@@ -105,7 +105,8 @@ func (s *sweep) late() bool {
 // Sweep looks at every import that is not final: it finalizes those whose
 // upload is over (when their CE jobs are terminal), and re-invokes those
 // that stalled (no checkpoint for longer than the lease: a lost resume
-// invocation or a worker that died).
+// invocation or a worker that died) or whose last invocation failed
+// (released with a failure counted, see StatusRetry).
 //
 // It finds them through their markers (state/imports/open/), so its cost
 // follows the open imports, not the ledger's history. When its last full
@@ -243,8 +244,11 @@ func (s *sweep) open(ctx context.Context, rec *importRecord) error {
 		case StatusSucceeded, StatusPartial, StatusFailed:
 			s.res.Finalized++
 		}
-	case stale:
-		im.log.WarnContext(ctx, "import stalled: resuming it", "importId", id, "status", rec.Status, "heartbeat", rec.UpdatedAt)
+	case stale, rec.Status == ledger.StatusPending && rec.Import.Failures > 0:
+		// Stalled (no heartbeat for a lease), or released after a failure
+		// (its invocation returned no error, so nothing else resumes it).
+		im.log.WarnContext(ctx, "import stalled or failed: resuming it", "importId", id, "status", rec.Status,
+			"heartbeat", rec.UpdatedAt, "failures", rec.Import.Failures, "lastError", rec.LastError)
 		var err error
 		if im.reinvoke != nil {
 			err = im.reinvoke(ctx, id)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -57,6 +58,10 @@ func (p Problems) Err() error {
 	return errors.New("configuration: " + strings.Join(s, "; "))
 }
 
+// fullSecretARN matches a complete Secrets Manager secret ARN: the name is
+// followed by the hyphen and 6 characters Secrets Manager adds.
+var fullSecretARN = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$`)
+
 // ReadCommon reads the common variables, recording problems in p.
 func ReadCommon(getenv func(string) string, p *Problems) Common {
 	c := Common{
@@ -69,8 +74,11 @@ func ReadCommon(getenv func(string) string, p *Problems) Common {
 	} else if !AbsoluteHTTP(c.CEBaseURL) {
 		p.Addf("CE_BASE_URL=%q: want an absolute http or https URL", c.CEBaseURL)
 	}
-	if c.SecretID == "" {
+	switch {
+	case c.SecretID == "":
 		p.Addf("CE_SECRET_ID is required")
+	case strings.HasPrefix(c.SecretID, "arn:") && !fullSecretARN.MatchString(c.SecretID):
+		p.Addf("CE_SECRET_ID=%q is not a full secret ARN: give the ARN with the 6-character suffix Secrets Manager adds (…:secret:NAME-AbCdEf), or the secret's name; a partial ARN matches no IAM policy", c.SecretID)
 	}
 	if c.Bucket == "" {
 		p.Addf("DATA_BUCKET is required")

@@ -2,8 +2,10 @@
 // without Docker or an AWS account: each bootstrap binary is served by the
 // AWS Lambda Runtime Interface Emulator (aws-lambda-rie), and two small
 // stand-ins play the AWS services around them: InvokeAPI answers the Lambda
-// Invoke API (synchronous and asynchronous "Event" invocations) and Gateway
-// turns plain HTTP requests into API Gateway HTTP API (payload 2.0) events.
+// Invoke API (synchronous and asynchronous "Event" invocations, the latter
+// with Lambda's retries, event age and on-failure destination records; see
+// AsyncConfig) and Gateway turns plain HTTP requests into API Gateway HTTP
+// API (payload 2.0) events.
 //
 // The end-to-end tests (through internal/lambdatest) and `cebulk demo` use it.
 package lambdalocal

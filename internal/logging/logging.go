@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -52,8 +54,31 @@ func (h *levelFilter) WithGroup(n string) slog.Handler {
 // Metric writes one CloudWatch embedded-metric-format line to w (the
 // function's stdout): namespace "cebulk", dimension Function, a Count metric.
 // CloudWatch Logs turns it into a metric the template's alarms watch.
+//
+// With the JSON log format, Lambda's log-level filter (ApplicationLogLevel)
+// reads each line's "level" and "timestamp": a line without a valid level,
+// or without an RFC 3339 timestamp, counts as INFO and is dropped when the
+// function logs at WARN or ERROR, and with it the metric. So the line
+// carries a timestamp and, as its level, the function's own
+// ApplicationLogLevel (AWS_LAMBDA_LOG_LEVEL, which Lambda sets; INFO when
+// unset or lower): the filter always passes it, whatever the level.
 func Metric(w io.Writer, function, name string, value int, now time.Time) error {
-	return Metrics(w, []Dimension{{"Function", function}}, []Value{{Name: name, Unit: "Count", Value: float64(value)}}, now)
+	return metric(w, os.Getenv("AWS_LAMBDA_LOG_LEVEL"), function, name, value, now)
+}
+
+// MetricLevel is the level a metric line carries when the function's
+// ApplicationLogLevel is appLevel: the lowest level Lambda's filter keeps,
+// and never below INFO.
+func MetricLevel(appLevel string) string {
+	switch l := strings.ToUpper(strings.TrimSpace(appLevel)); l {
+	case "WARN", "ERROR", "FATAL":
+		return l
+	}
+	return "INFO"
+}
+
+func metric(w io.Writer, appLevel, function, name string, value int, now time.Time) error {
+	return metrics(w, appLevel, []Dimension{{"Function", function}}, []Value{{Name: name, Unit: "Count", Value: float64(value)}}, now)
 }
 
 // Dimension is one dimension of an EMF line.
@@ -66,15 +91,23 @@ type Value struct {
 	Value      float64
 }
 
-// Metrics writes one CloudWatch embedded-metric-format line to w: namespace
+// Metrics writes one CloudWatch embedded-metric-format line to w, like
+// Metric (the same level and timestamp for Lambda's filter): namespace
 // "cebulk", the metrics in values, all with the dimensions dims (one
 // dimension set). A nil w writes nothing.
 func Metrics(w io.Writer, dims []Dimension, values []Value, now time.Time) error {
+	return metrics(w, os.Getenv("AWS_LAMBDA_LOG_LEVEL"), dims, values, now)
+}
+
+func metrics(w io.Writer, appLevel string, dims []Dimension, values []Value, now time.Time) error {
 	if w == nil || len(values) == 0 {
 		return nil
 	}
 	names := make([]string, len(dims))
-	doc := map[string]any{}
+	doc := map[string]any{
+		"level":     MetricLevel(appLevel),
+		"timestamp": now.UTC().Format(time.RFC3339Nano),
+	}
 	for i, d := range dims {
 		names[i] = d.Name
 		doc[d.Name] = d.Value
@@ -98,4 +131,28 @@ func Metrics(w io.Writer, dims []Dimension, values []Value, now time.Time) error
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// LambdaKeeps reports whether Lambda's application log-level filter, set
+// to appLevel, sends a line of a function with the JSON log format to
+// CloudWatch Logs, by the rule AWS documents: the line's "level" (TRACE,
+// DEBUG, INFO, WARN, ERROR or FATAL, any case) decides; a missing or
+// invalid level, or a missing or invalid RFC 3339 "timestamp", makes the
+// line INFO. Tests use it to check what the filter would drop.
+func LambdaKeeps(line []byte, appLevel string) bool {
+	order := map[string]int{"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "ERROR": 4, "FATAL": 5}
+	var l struct {
+		Level     string `json:"level"`
+		Timestamp string `json:"timestamp"`
+	}
+	level := order["INFO"]
+	if json.Unmarshal(line, &l) == nil {
+		if n, ok := order[strings.ToUpper(l.Level)]; ok {
+			level = n
+		}
+		if _, err := time.Parse(time.RFC3339Nano, l.Timestamp); err != nil {
+			level = order["INFO"]
+		}
+	}
+	return level >= order[strings.ToUpper(appLevel)]
 }

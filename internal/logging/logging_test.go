@@ -47,6 +47,7 @@ func TestMetric(t *testing.T) {
 			"Metrics": []any{map[string]any{"Name": "JobsFailed", "Unit": "Count"}},
 		}}},
 		"Function": "export", "JobsFailed": float64(2),
+		"level": "INFO", "timestamp": "2025-11-26T00:00:00Z",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("EMF (-want +got):\n%s", diff)
@@ -70,11 +71,43 @@ func TestMetrics(t *testing.T) {
 			"Metrics": []any{map[string]any{"Name": "WatermarkAgeHours", "Unit": "None"}, map[string]any{"Name": "BytesPublished", "Unit": "Bytes"}},
 		}}},
 		"Function": "export", "Object": "activities", "WatermarkAgeHours": 3.5, "BytesPublished": float64(10),
+		"level": "INFO", "timestamp": "2025-11-26T00:00:00Z",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("EMF (-want +got):\n%s", diff)
 	}
 	if err := Metrics(nil, nil, []Value{{Name: "X", Unit: "Count", Value: 1}}, time.Now()); err != nil {
 		t.Errorf("Metrics to a nil writer: %v", err)
+	}
+}
+
+func TestMetricPassesLambdasLogLevelFilter(t *testing.T) {
+	for _, appLevel := range []string{"DEBUG", "INFO", "WARN", "ERROR", "FATAL"} {
+		t.Run(appLevel, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := metric(&buf, appLevel, "import", "JobsFailed", 1, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if !LambdaKeeps(buf.Bytes(), appLevel) {
+				t.Errorf("ApplicationLogLevel %s drops the metric line %s", appLevel, buf.Bytes())
+			}
+			// Without level and timestamp (the old line), WARN and up dropped it.
+			var doc map[string]any
+			_ = json.Unmarshal(buf.Bytes(), &doc)
+			delete(doc, "level")
+			delete(doc, "timestamp")
+			bare, _ := json.Marshal(doc)
+			if want := appLevel == "DEBUG" || appLevel == "INFO"; LambdaKeeps(bare, appLevel) != want {
+				t.Errorf("filter model: a line without level kept = %v at %s, want %v", !want, appLevel, want)
+			}
+		})
+	}
+	t.Setenv("AWS_LAMBDA_LOG_LEVEL", "WARN")
+	var buf bytes.Buffer
+	if err := Metric(&buf, "export", "JobsFailed", 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if !LambdaKeeps(buf.Bytes(), "WARN") {
+		t.Errorf("Metric at AWS_LAMBDA_LOG_LEVEL=WARN wrote %s, which Lambda's filter drops", buf.Bytes())
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -271,21 +272,59 @@ type Condition struct {
 }
 
 // WriteSmall writes data to bucket/key in one PutObject, under cond, and
-// returns the new ETag. A lost condition returns an error wrapping
-// ErrPrecondition.
+// returns the new ETag. A lost condition (412 PreconditionFailed) returns
+// an error wrapping ErrPrecondition.
+//
+// S3 answers 409 ConditionalRequestConflict when another conditional write
+// to the key is in flight: that says nothing about the condition, and S3's
+// documentation says to retry. WriteSmall retries it, up to
+// conflictRetries times with a growing pause; past them the error does not
+// wrap ErrPrecondition either.
 func (s *Store) WriteSmall(ctx context.Context, bucket, key string, data []byte, contentType string, cond Condition) (string, error) {
-	in := &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data), ContentType: &contentType}
-	if cond.IfNoneMatch {
-		in.IfNoneMatch = aws.String("*")
+	for attempt := 0; ; attempt++ {
+		in := &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data), ContentType: &contentType}
+		if cond.IfNoneMatch {
+			in.IfNoneMatch = aws.String("*")
+		}
+		if cond.IfMatch != "" {
+			in.IfMatch = aws.String(cond.IfMatch)
+		}
+		out, err := s.api.PutObject(ctx, in)
+		if err == nil {
+			return aws.ToString(out.ETag), nil
+		}
+		if !conditionalConflict(err) || attempt >= conflictRetries {
+			return "", fmt.Errorf("put s3://%s/%s: %w", bucket, key, mapErr(err))
+		}
+		wait := conflictWait << attempt
+		wait += time.Duration(mrand.Int64N(int64(wait)))
+		s.log.DebugContext(ctx, "S3 conditional write conflict; retrying", "bucket", bucket, "key", key, "attempt", attempt+1, "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return "", fmt.Errorf("put s3://%s/%s: %w", bucket, key, errors.Join(ctx.Err(), err))
+		}
 	}
-	if cond.IfMatch != "" {
-		in.IfMatch = aws.String(cond.IfMatch)
+}
+
+// conflictRetries and conflictWait bound WriteSmall's retries of 409
+// ConditionalRequestConflict: 5 retries, pausing 25ms, 50ms, … 400ms (plus
+// up to as much again at random).
+const (
+	conflictRetries = 5
+	conflictWait    = 25 * time.Millisecond
+)
+
+// conditionalConflict reports S3's 409 ConditionalRequestConflict.
+func conditionalConflict(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "ConditionalRequestConflict" {
+		return true
 	}
-	out, err := s.api.PutObject(ctx, in)
-	if err != nil {
-		return "", fmt.Errorf("put s3://%s/%s: %w", bucket, key, mapErr(err))
-	}
-	return aws.ToString(out.ETag), nil
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusConflict
 }
 
 // Delete removes bucket/key; a missing key is not an error.
@@ -332,7 +371,7 @@ func mapErr(err error) error {
 		switch ae.ErrorCode() {
 		case "NoSuchKey", "NotFound":
 			return errors.Join(ErrNotFound, err)
-		case "PreconditionFailed", "ConditionalRequestConflict":
+		case "PreconditionFailed":
 			return errors.Join(ErrPrecondition, err)
 		}
 	}
@@ -341,7 +380,7 @@ func mapErr(err error) error {
 		switch re.HTTPStatusCode() {
 		case http.StatusNotFound:
 			return errors.Join(ErrNotFound, err)
-		case http.StatusPreconditionFailed, http.StatusConflict:
+		case http.StatusPreconditionFailed:
 			return errors.Join(ErrPrecondition, err)
 		}
 	}

@@ -293,14 +293,11 @@ func evalCondition(expr, tpl any, depth int) (bool, error) {
 			}
 			var vals [2]string
 			for i, a := range args {
-				if ref, ok := dig(a, "Ref").(string); ok {
-					v, err := lookupRef(ref, tpl)
-					if err != nil {
-						return false, err
-					}
-					a = v
+				v, err := condValue(a, tpl)
+				if err != nil {
+					return false, err
 				}
-				vals[i] = scalar(a)
+				vals[i] = scalar(v)
 			}
 			return vals[0] == vals[1], nil
 		case "Fn::Not":
@@ -325,6 +322,46 @@ func evalCondition(expr, tpl any, depth int) (bool, error) {
 		return false, fmt.Errorf("condition function %s not supported", fn)
 	}
 	panic("unreachable")
+}
+
+// condValue evaluates a value inside a condition: a literal, a Ref, or
+// Fn::Select of Fn::Split.
+func condValue(v, tpl any) (any, error) {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 1 {
+		return v, nil
+	}
+	if ref, ok := m["Ref"].(string); ok {
+		return lookupRef(ref, tpl)
+	}
+	if args, ok := m["Fn::Split"].([]any); ok && len(args) == 2 {
+		sep, _ := args[0].(string)
+		src, err := condValue(args[1], tpl)
+		if err != nil {
+			return nil, err
+		}
+		var out []any
+		for _, p := range strings.Split(scalar(src), sep) {
+			out = append(out, p)
+		}
+		return out, nil
+	}
+	if args, ok := m["Fn::Select"].([]any); ok && len(args) == 2 {
+		i, err := strconv.Atoi(scalar(args[0]))
+		if err != nil {
+			return nil, fmt.Errorf("Fn::Select %v: bad index", args)
+		}
+		list, err := condValue(args[1], tpl)
+		if err != nil {
+			return nil, err
+		}
+		items, _ := list.([]any)
+		if i < 0 || i >= len(items) {
+			return nil, fmt.Errorf("Fn::Select %v: index out of range", args)
+		}
+		return items[i], nil
+	}
+	return nil, fmt.Errorf("condition value %v: not supported", v)
 }
 
 // merged is a function's properties after SAM merges Globals into them.

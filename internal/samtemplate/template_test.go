@@ -15,12 +15,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/awslabs/goformation/v7/cloudformation/serverless"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/cebulk/cebulk/internal/awstest"
+	"github.com/cebulk/cebulk/internal/lambdalocal"
 )
 
 // What the pseudo parameters resolve to while reading the template.
@@ -33,6 +35,7 @@ const (
 	bucketARN  = "arn:aws:s3:::" + dataBucket
 
 	givenSecret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf"
+	givenKey    = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 )
 
 // function describes one Lambda function of the bundle: its logical ID, its
@@ -67,8 +70,18 @@ var (
 type variant struct {
 	name      string
 	overrides map[string]any
-	secret    string   // what CE_SECRET_ID and the secret grants resolve to
+	secret    string   // what CE_SECRET_ID resolves to
+	grant     string   // the secret grants' resource, when not secret
+	kmsKey    string   // the key kms:Decrypt is granted on, if any
 	actions   []string // every alarm's AlarmActions
+}
+
+// secretGrant is the resource the secret grants name.
+func (v variant) secretGrant() string {
+	if v.grant != "" {
+		return v.grant
+	}
+	return v.secret
 }
 
 var variants = []variant{
@@ -78,6 +91,16 @@ var variants = []variant{
 		overrides: map[string]any{"SecretArn": givenSecret, "AlarmEmail": "ops@example.com"},
 		secret:    givenSecret,
 		actions:   []string{"AlarmTopic"},
+	},
+	{
+		// A secret given by name is granted with Secrets Manager's
+		// 6-character suffix as a wildcard; its KMS key, through Secrets
+		// Manager only.
+		name:      "secret by name with a customer managed key",
+		overrides: map[string]any{"SecretArn": "cebulk/ce", "SecretKmsKeyArn": givenKey},
+		secret:    "cebulk/ce",
+		grant:     "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk/ce-??????",
+		kmsKey:    givenKey,
 	},
 }
 
@@ -110,7 +133,9 @@ func TestTemplate(t *testing.T) {
 			}
 			t.Run("ExportFunction events", func(t *testing.T) {
 				fn := getFunction(t, s, exportFn)
-				want := map[string]string{"run": "cron(0 3 * * ? *)", "sweep": "rate(5 minutes)"}
+				// The nightly run gets EventBridge's own event (no Input), whose
+				// time names the users snapshot in every delivery of it.
+				want := map[string]string{envelope: "cron(0 3 * * ? *)", "sweep": "rate(5 minutes)"}
 				if diff := cmp.Diff(want, schedules(t, fn)); diff != "" {
 					t.Errorf("ExportFunction schedules by input action (-want +got):\n%s", diff)
 				}
@@ -228,11 +253,26 @@ func checkFunction(t *testing.T, s *stack, f function, v variant) {
 		if onFailure == nil || deref(onFailure.Type) != "SQS" || onFailure.Destination != "FailureQueue.Arn" {
 			t.Errorf("%s on-failure destination = %+v, want SQS FailureQueue.Arn", f.logicalID, onFailure)
 		}
+		// The end-to-end tests' Lambda stand-in behaves as this config
+		// says (with shorter waits): keep the two in step.
+		def := lambdalocal.DefaultAsyncConfig()
+		if cfg.MaximumRetryAttempts != nil && *cfg.MaximumRetryAttempts != def.MaximumRetryAttempts {
+			t.Errorf("%s MaximumRetryAttempts = %d, but the e2e tests' stand-in retries %d times", f.logicalID, *cfg.MaximumRetryAttempts, def.MaximumRetryAttempts)
+		}
+		if age := cfg.MaximumEventAgeInSeconds; age == nil || time.Duration(*age)*time.Second != def.MaximumEventAge {
+			t.Errorf("%s MaximumEventAgeInSeconds = %v, but the e2e tests' stand-in keeps events %v", f.logicalID, age, def.MaximumEventAge)
+		}
 	}
 }
 
 // schedules maps the action of each Schedule event's input to its schedule
 // expression, checking that each input is exactly {"action": ...}.
+// envelope is schedules' key for a schedule without Input: EventBridge
+// delivers its own event ("detail-type": "Scheduled Event", "time").
+const envelope = "(the EventBridge event)"
+
+// schedules maps each Schedule event's input action (or envelope) to its
+// schedule expression.
 func schedules(t *testing.T, fn *serverless.Function) map[string]string {
 	t.Helper()
 	got := map[string]string{}
@@ -245,6 +285,13 @@ func schedules(t *testing.T, fn *serverless.Function) map[string]string {
 			continue
 		}
 		sch := ev.Properties.ScheduleEvent
+		if sch.Input == nil {
+			if _, dup := got[envelope]; dup {
+				t.Errorf("two schedules send EventBridge's event")
+			}
+			got[envelope] = sch.Schedule
+			continue
+		}
 		var input map[string]any
 		if err := json.Unmarshal([]byte(deref(sch.Input)), &input); err != nil {
 			t.Errorf("event %s: Input %q is not a JSON object: %v", name, deref(sch.Input), err)
@@ -374,8 +421,13 @@ func checkBucket(t *testing.T, s *stack) {
 	if b.VersioningConfiguration == nil || b.VersioningConfiguration.Status != "Enabled" {
 		t.Errorf("DataBucket versioning = %+v, want Enabled", b.VersioningConfiguration)
 	}
-	if got := string(b.AWSCloudFormationDeletionPolicy); got != "Retain" {
-		t.Errorf("DataBucket DeletionPolicy = %q, want Retain (it is the data lake)", got)
+	// Kept once created (it is the data lake), but deleted when the deploy
+	// that created it rolls back, so the retry can create it again.
+	if got := string(b.AWSCloudFormationDeletionPolicy); got != "RetainExceptOnCreate" {
+		t.Errorf("DataBucket DeletionPolicy = %q, want RetainExceptOnCreate", got)
+	}
+	if got := string(b.AWSCloudFormationUpdateReplacePolicy); got != "Retain" {
+		t.Errorf("DataBucket UpdateReplacePolicy = %q, want Retain", got)
 	}
 
 	expire := map[string]int{}
@@ -776,16 +828,19 @@ func TestPolicies(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			s := load(t, v.overrides)
-			secret := "secretsmanager:GetSecretValue " + v.secret
+			secret := "secretsmanager:GetSecretValue " + v.secretGrant()
 			want := map[string][]string{
+				// Nothing the code does not use: the exporter never invokes
+				// itself; the importer reads imports/ by ETag, never by
+				// version id, and never reads reports/ back.
 				exportFn.logicalID: slices.Concat(
 					obj("exports/", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"),
 					obj("state/", "s3:GetObject", "s3:PutObject"),
-					[]string{list, secret, "lambda:InvokeFunction " + exportFn.arn()},
+					[]string{list, secret},
 				),
 				importFn.logicalID: slices.Concat(
-					obj("imports/", "s3:GetObject", "s3:GetObjectVersion"),
-					obj("reports/", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
+					obj("imports/", "s3:GetObject"),
+					obj("reports/", "s3:PutObject", "s3:AbortMultipartUpload"),
 					obj("state/", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"),
 					[]string{list, secret, "lambda:InvokeFunction " + importFn.arn()},
 				),
@@ -793,6 +848,12 @@ func TestPolicies(t *testing.T) {
 					obj("state/", "s3:GetObject", "s3:PutObject"),
 					[]string{list, secret, "lambda:InvokeFunction " + exportFn.arn(), "lambda:InvokeFunction " + importFn.arn()},
 				),
+			}
+			if v.kmsKey != "" {
+				cond, _ := json.Marshal(map[string]any{"StringEquals": map[string]any{"kms:ViaService": "secretsmanager." + testRegion + ".amazonaws.com"}})
+				for fn := range want {
+					want[fn] = append(want[fn], "kms:Decrypt "+v.kmsKey+" if "+string(cond))
+				}
 			}
 			for _, f := range functions {
 				got := grants(t, f.logicalID, dig(s.raw, "Resources", f.logicalID, "Properties", "Policies"))
@@ -807,7 +868,7 @@ func TestPolicies(t *testing.T) {
 
 // checkedServices are the services whose grants TestPolicies compares with
 // its table; SAM adds the rest (logs, X-Ray, the failure queue).
-var checkedServices = []string{"s3", "secretsmanager", "lambda"}
+var checkedServices = []string{"s3", "secretsmanager", "lambda", "kms"}
 
 // grants lists, sorted, "action resource [if condition]" for every action of
 // the checked services that the function's inline policies allow.
@@ -978,4 +1039,56 @@ func checkStaticARM64(t *testing.T, path string) {
 
 func callbackURL() string {
 	return "https://WebhookApi.execute-api." + testRegion + ".amazonaws.com/callbacks/ce"
+}
+
+// TestSecretParameters checks what SecretArn and SecretKmsKeyArn accept:
+// a full secret ARN (with Secrets Manager's 6-character suffix) or a name,
+// never a partial ARN, which no IAM policy resource matches.
+func TestSecretParameters(t *testing.T) {
+	s := load(t, nil)
+	pattern := func(name string) *regexp.Regexp {
+		p, _ := dig(s.raw, "Parameters", name, "AllowedPattern").(string)
+		re, err := regexp.Compile(p)
+		if err != nil {
+			t.Fatalf("%s AllowedPattern %q: %v", name, p, err)
+		}
+		return re
+	}
+	secret, key := pattern("SecretArn"), pattern("SecretKmsKeyArn")
+	for _, tc := range []struct {
+		re    *regexp.Regexp
+		value string
+		ok    bool
+	}{
+		{secret, "", true},
+		{secret, givenSecret, true},
+		{secret, "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:team/cebulk-ce-a1B2c3", true},
+		{secret, "cebulk-ce", true},
+		{secret, "team/cebulk_ce+1=2.3@x", true},
+		{secret, "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk", false}, // partial ARN
+		{secret, "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCd", false},
+		{secret, "arn:aws:secretsmanager:us-east-1:1234:secret:cebulk-ce-AbCdEf", false},
+		{secret, "cebulk ce", false},
+		{key, "", true},
+		{key, givenKey, true},
+		{key, "arn:aws:kms:us-east-1:123456789012:alias/cebulk", false},
+		{key, "1234abcd-12ab-34cd-56ef-1234567890ab", false},
+	} {
+		if got := tc.re.MatchString(tc.value); got != tc.ok {
+			t.Errorf("%q accepted = %v, want %v", tc.value, got, tc.ok)
+		}
+	}
+	for _, name := range []string{"SecretArn", "SecretKmsKeyArn"} {
+		desc, _ := dig(s.raw, "Parameters", name, "Description").(string)
+		if !strings.Contains(desc, "ARN") {
+			t.Errorf("%s Description %q does not say what it accepts", name, desc)
+		}
+	}
+	if desc, _ := dig(s.raw, "Parameters", "SecretArn", "Description").(string); !strings.Contains(desc, "6-character suffix") || !strings.Contains(desc, "name") {
+		t.Errorf("SecretArn Description %q must say: the full ARN with its 6-character suffix, or the name", desc)
+	}
+	// A failed first deploy must not leave the created secret behind.
+	if got := dig(s.src, "Resources", "CeSecret", "DeletionPolicy"); got != "RetainExceptOnCreate" {
+		t.Errorf("CeSecret DeletionPolicy = %v, want RetainExceptOnCreate", got)
+	}
 }

@@ -19,16 +19,19 @@ type callbackBody struct {
 	ID json.RawMessage `json:"id"`
 }
 
+// jobID returns the CE job id of the callback, decoded as pkg/ce decodes a
+// job: a string, or a number as its decimal text (CE's status and newer
+// job shapes send 42114492, even 4.2114492E7). Only the id is decoded, so
+// another field CE sent in an unexpected shape does not matter.
 func (b callbackBody) jobID() string {
-	var s string
-	if json.Unmarshal(b.ID, &s) == nil {
-		return s
+	if len(b.ID) == 0 {
+		return ""
 	}
-	var n json.Number
-	if json.Unmarshal(b.ID, &n) == nil {
-		return n.String()
+	var j ce.Job
+	if json.Unmarshal(append(append([]byte(`{"id":`), b.ID...), '}'), &j) != nil {
+		return ""
 	}
-	return ""
+	return j.ID
 }
 
 // ownerAction is the action and function a finished job is handed to.

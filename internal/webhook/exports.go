@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cebulk/cebulk/internal/apigwhttp"
 	"github.com/cebulk/cebulk/internal/exporter"
 	"github.com/cebulk/cebulk/internal/s3stream"
 )
@@ -89,6 +90,8 @@ func (s *server) validateExport(req *exportRequest) error {
 
 func (s *server) startExport(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	// Who asked: the IAM principal API Gateway authorised (AWS_IAM route).
+	s.Log.InfoContext(ctx, "export requested", append(apigwhttp.CallerOf(ctx).LogAttrs(), "apiRequestId", requestID(r))...)
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
 		s.fail(w, r, http.StatusRequestEntityTooLarge, "request body over 64 KiB")
@@ -182,7 +185,8 @@ func (s *server) invokeRun(r *http.Request, resp exportAccepted) error {
 	if err := s.Invoker.InvokeAsync(r.Context(), s.cfg.ExportFunction, payload); err != nil {
 		return err
 	}
-	s.Log.InfoContext(r.Context(), "export run started", "runId", resp.RunID, "objects", resp.Objects, "from", resp.From, "to", resp.To, "apiRequestId", requestID(r))
+	s.Log.InfoContext(r.Context(), "export run started", append(apigwhttp.CallerOf(r.Context()).LogAttrs(),
+		"runId", resp.RunID, "objects", resp.Objects, "from", resp.From, "to", resp.To, "apiRequestId", requestID(r))...)
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/cebulk/cebulk/internal/apigwhttp"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/pkg/ce"
 )
@@ -121,6 +122,20 @@ func TestCallbackStatuses(t *testing.T) {
 		}(),
 			target: url, body: body, headers: signed, wantStatus: 200},
 		{name: "CE still running", key: testKey, job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: body, headers: signed, ceStatus: ce.StatusRunning, wantStatus: 202},
+		// CE's status and newer job shapes send the id as a JSON number,
+		// even in exponent form: the same job (4242) as the string "4242".
+		{name: "id as a string", job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: []byte(`{"id":"4242","status":"COMPLETED"}`),
+			wantStatus: 200, wantInvoke: []invocation{{"cebulk-export", `{"action":"collect","jobId":"export-activities-2026-11-25"}`}}},
+		{name: "id as a number", job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: []byte(`{"id":4242,"status":"COMPLETED"}`),
+			wantStatus: 200, wantInvoke: []invocation{{"cebulk-export", `{"action":"collect","jobId":"export-activities-2026-11-25"}`}}},
+		{name: "id as an exponent number", job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: []byte(`{"id":4.242E3,"jobStatus":"COMPLETED"}`),
+			wantStatus: 200, wantInvoke: []invocation{{"cebulk-export", `{"action":"collect","jobId":"export-activities-2026-11-25"}`}}},
+		{name: "id as a float number", job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: []byte(`{"id":4242.0,"status":"COMPLETED"}`),
+			wantStatus: 200, wantInvoke: []invocation{{"cebulk-export", `{"action":"collect","jobId":"export-activities-2026-11-25"}`}}},
+		{name: "id of another job as an exponent number", job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: []byte(`{"id":4.2114492E7,"status":"COMPLETED"}`),
+			wantStatus: 409},
+		{name: "id with a malformed count", job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: []byte(`{"id":4.242e3,"recordsCount":"many"}`),
+			wantStatus: 200, wantInvoke: []invocation{{"cebulk-export", `{"action":"collect","jobId":"export-activities-2026-11-25"}`}}},
 		{name: "CE unreachable", key: testKey, job: pendingJob("export-activities-2026-11-25", "export"), target: url, body: body, headers: signed, ceErr: errors.New("dial tcp: refused"), wantStatus: 202},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -192,6 +207,28 @@ func TestFailedInvokeReleasesTheClaim(t *testing.T) {
 	}
 	if strings.Contains(h.logs.String(), "throttled") == false {
 		t.Errorf("internal failure was not logged")
+	}
+}
+
+func TestExportsLogsTheCaller(t *testing.T) {
+	h := newHarness(t, "")
+	caller := apigwhttp.Caller{UserARN: "arn:aws:iam::123456789012:user/alice", CallerID: "AIDAEXAMPLE", AccountID: "123456789012"}
+	req := httptest.NewRequest("POST", "/exports", strings.NewReader(`{"objects":["activities"],"from":"2026-11-01","to":"2026-11-02"}`))
+	req = req.WithContext(apigwhttp.WithCaller(req.Context(), caller))
+	rec := httptest.NewRecorder()
+	h.srv.ServeHTTP(rec, req)
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("POST /exports = %d %s", rec.Code, rec.Body)
+	}
+	var started map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(h.logs.String()), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil && l["msg"] == "export run started" {
+			started = l
+		}
+	}
+	if started["callerArn"] != caller.UserARN || started["callerId"] != caller.CallerID || started["callerAccount"] != caller.AccountID {
+		t.Errorf("export run started log = %v, want the caller %+v", started, caller)
 	}
 }
 
