@@ -160,6 +160,8 @@ func checkDemoMetrics(t *testing.T, logs string) {
 	for _, m := range emf("cebulk-import.log") {
 		if _, ok := m["RowsSent"]; ok {
 			delete(m, "_aws")
+			delete(m, "level")
+			delete(m, "timestamp")
 			rows = append(rows, m)
 		}
 	}
