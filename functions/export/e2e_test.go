@@ -19,6 +19,7 @@ import (
 	"github.com/cebulk/cebulk/internal/awstest"
 	"github.com/cebulk/cebulk/internal/cetest"
 	"github.com/cebulk/cebulk/internal/exporter"
+	"github.com/cebulk/cebulk/internal/lambdalocal"
 	"github.com/cebulk/cebulk/internal/lambdatest"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/logging"
@@ -28,13 +29,14 @@ import (
 // e2e is the real ExportFunction bootstrap under the Lambda runtime
 // emulator, with the CE emulator and moto around it.
 type e2e struct {
-	fn     *lambdatest.Function
-	stack  *lambdatest.Stack
-	fake   *cetest.Fake
-	bucket string
-	store  *s3stream.Store
-	jobs   *ledger.Store
-	today  time.Time // midnight UTC
+	fn        *lambdatest.Function
+	stack     *lambdatest.Stack
+	invokeAPI *lambdalocal.InvokeAPI
+	fake      *cetest.Fake
+	bucket    string
+	store     *s3stream.Store
+	jobs      *ledger.Store
+	today     time.Time // midnight UTC
 }
 
 // day returns the UTC day offset days from today.
@@ -51,8 +53,15 @@ func startE2E(t *testing.T, env map[string]string) *e2e {
 // SecretARN is set here).
 func startE2EWith(t *testing.T, env map[string]string, opts lambdatest.StackOptions) *e2e {
 	t.Helper()
+	return startE2EFull(t, env, opts, cetest.Options{}, 120*time.Second)
+}
+
+// startE2EFull is startE2EWith with CE emulator options and a function
+// timeout.
+func startE2EFull(t testing.TB, env map[string]string, opts lambdatest.StackOptions, ceOpts cetest.Options, timeout time.Duration) *e2e {
+	t.Helper()
 	awstest.Endpoint(t)
-	srv, fake := cetest.NewServer(t, cetest.Options{})
+	srv, fake := cetest.NewServer(t, ceOpts)
 	secret := awstest.NewSecret(t, fmt.Sprintf(`{"userSecret":%q,"organizationSecret":%q,"elementToken":%q}`,
 		cetest.DefaultUserSecret, cetest.DefaultOrgSecret, cetest.DefaultElementToken))
 	// The function runs with exactly ExportFunction's role from template.yaml.
@@ -76,14 +85,18 @@ func startE2EWith(t *testing.T, env map[string]string, opts lambdatest.StackOpti
 		vars[k] = v
 	}
 	x.fn = st.Start(t, "ExportFunction", lambdatest.Build(t, "./functions/export"), lambdatest.Options{
-		Timeout: 120 * time.Second, Env: vars,
+		Timeout: timeout, Env: vars,
 	})
+	// Its continuations (self-invocations) go through the stack's Invoke
+	// API stand-in, with the function's own role.
+	x.invokeAPI = st.Invoke
+	st.Invoke.Register(st.FunctionName("export"), x.fn.Function)
 	return x
 }
 
 // invoke runs the function and decodes its answer; it fails the test when
 // the handler fails.
-func (x *e2e) invoke(t *testing.T, payload any) response {
+func (x *e2e) invoke(t testing.TB, payload any) response {
 	t.Helper()
 	out := x.fn.MustInvoke(t, payload)
 	var resp response

@@ -105,6 +105,7 @@ type response struct {
 // spend its attempts within three minutes. Every step is idempotent.
 func (h *handler) handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	t0 := time.Now()
+	ctx = exporter.WithInvocation(ctx)
 	req, err := parseEvent(raw)
 	if err != nil {
 		h.log.ErrorContext(ctx, "bad payload", "err", err.Error())

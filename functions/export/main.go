@@ -7,12 +7,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	_ "time/tzdata" // EXPORT_TIMEZONE, whatever the runtime image carries
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
 
+	"github.com/cebulk/cebulk/internal/awsenv"
 	"github.com/cebulk/cebulk/internal/exporter"
 	"github.com/cebulk/cebulk/internal/lambdaenv"
 	"github.com/cebulk/cebulk/internal/logging"
@@ -39,6 +42,15 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 	if err != nil {
 		return nil, err
 	}
+	invoker := awsenv.AsyncInvoker{API: awsenv.Lambda(c.AWS)}
+	// A collect that reaches its deadline continues in a new invocation.
+	continueCollect := func(ctx context.Context, jobID string) error {
+		payload, err := json.Marshal(map[string]string{"action": "collect", "jobId": jobID})
+		if err != nil {
+			return err
+		}
+		return invoker.InvokeAsync(ctx, lambdacontext.FunctionName, payload)
+	}
 	ex := exporter.New(exporter.Config{
 		Bucket:      cfg.Bucket,
 		Objects:     cfg.Objects,
@@ -48,6 +60,7 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		MaxJobs:     cfg.MaxJobs,
 		CallbackURL: cfg.CallbackURL,
 		Metrics:     os.Stdout, // CloudWatch embedded metric format
+		Continue:    continueCollect,
 	}, c.CE, c.Store, c.Jobs, c.Log)
 	return &handler{ex: ex, log: c.Log}, nil
 }

@@ -5,8 +5,13 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 )
 
 // handleDownload streams the records of a completed download job:
@@ -55,25 +60,147 @@ func (f *Fake) handleDownload(w http.ResponseWriter, r *http.Request, id, object
 		return
 	}
 
+	write := func(dst io.Writer) error {
+		bw := bufio.NewWriterSize(dst, 64<<10)
+		var err error
+		switch kind {
+		case "csv":
+			err = writeCSV(bw, sel)
+		case "jsonl":
+			err = writeJSONL(bw, sel)
+		default:
+			err = writeArray(bw, sel)
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		return err
+	}
+
 	w.Header().Set("Content-Type", ctype)
-	w.WriteHeader(http.StatusOK)
+	w.Header().Set("Accept-Ranges", "bytes")
+	var skip int64
+	if from, ok := rangeFrom(r.Header.Get("Range")); ok && !f.opts.IgnoreRanges {
+		// The body is generated, not stored: one counting pass finds its
+		// size for Content-Range (once per job and format).
+		j.sizeMu.Lock()
+		size, known := countWriter(j.sizes[kind]), j.sizes != nil && j.sizes[kind] > 0
+		if !known {
+			_ = write(&size)
+			if j.sizes == nil {
+				j.sizes = map[string]int64{}
+			}
+			j.sizes[kind] = int64(size)
+		}
+		j.sizeMu.Unlock()
+		if from >= int64(size) {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+		skip = from
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, size-1, size))
+		w.Header().Set("Content-Length", strconv.FormatInt(int64(size)-from, 10))
+		w.WriteHeader(http.StatusPartialContent)
+	} else {
+		w.Header().Del("Accept-Ranges")
+		if f.opts.IgnoreRanges {
+			w.Header().Set("Accept-Ranges", "none")
+		}
+		w.WriteHeader(http.StatusOK)
+	}
 	cw := &cutWriter{w: w, limit: cut}
-	bw := bufio.NewWriterSize(cw, 64<<10)
-	var err error
-	switch kind {
-	case "csv":
-		err = writeCSV(bw, sel)
-	case "jsonl":
-		err = writeJSONL(bw, sel)
-	default:
-		err = writeArray(bw, sel)
+	var dst io.Writer = cw
+	if f.opts.DownloadRate > 0 {
+		dst = &rateWriter{w: dst, rate: f.opts.DownloadRate, at: skip, served: &j.served}
 	}
-	if err == nil {
-		err = bw.Flush()
-	}
+	err := write(&skipWriter{w: dst, skip: skip})
 	if err == nil && cut >= 0 {
 		cw.abort() // the body was shorter than the cut: cut at its end
 	}
+}
+
+// rangeFrom reads "bytes=N-", the one form of Range downloads honour.
+func rangeFrom(h string) (int64, bool) {
+	v, ok := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
+	if !ok {
+		return 0, false
+	}
+	first, rest, ok := strings.Cut(v, "-")
+	if !ok || rest != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(first, 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// countWriter counts and discards.
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// skipWriter discards the first skip bytes written to it.
+type skipWriter struct {
+	w    io.Writer
+	skip int64
+}
+
+func (s *skipWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if s.skip > 0 {
+		d := min(s.skip, int64(len(p)))
+		s.skip -= d
+		p = p[d:]
+	}
+	if len(p) == 0 {
+		return n, nil
+	}
+	if _, err := s.w.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// rateWriter paces the bytes past *served (the furthest offset earlier
+// requests reached) to about rate bytes per second; at is the file offset
+// of the next byte written.
+type rateWriter struct {
+	w      io.Writer
+	rate   int64
+	at     int64
+	served *atomic.Int64
+	start  time.Time
+	slow   int64 // bytes paced so far
+}
+
+func (r *rateWriter) Write(p []byte) (int, error) {
+	const slice = 4 << 10
+	written := 0
+	for len(p) > 0 {
+		k := min(len(p), slice)
+		n, err := r.w.Write(p[:k])
+		written += n
+		if old := r.served.Load(); r.at+int64(n) > old {
+			fresh := r.at + int64(n) - max(old, r.at)
+			for !r.served.CompareAndSwap(old, max(old, r.at+int64(n))) {
+				old = r.served.Load()
+			}
+			if r.start.IsZero() {
+				r.start = time.Now()
+			}
+			r.slow += fresh
+			due := r.start.Add(time.Duration(float64(r.slow) / float64(r.rate) * float64(time.Second)))
+			if d := time.Until(due); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		r.at += int64(n)
+		if err != nil {
+			return written, err
+		}
+		p = p[k:]
+	}
+	return written, nil
 }
 
 func quote(s string) string { return `"` + s + `"` }

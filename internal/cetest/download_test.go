@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/cebulk/cebulk/internal/cetest"
+	"github.com/cebulk/cebulk/pkg/ce"
 )
 
 // lines splits a JSON lines body into its non-empty lines.
@@ -418,4 +420,53 @@ func TestLargeDownloadStreams(t *testing.T) {
 		t.Errorf("heap in use grew by %d MiB while streaming %d MiB, want < 32 MiB", grew>>20, n>>20)
 	}
 	t.Logf("streamed %d MiB, %d records; heap in use grew by at most %d KiB", n>>20, records, (int64(peak)-int64(base))>>10)
+}
+
+func TestDownloadRange(t *testing.T) {
+	from := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	for _, ignore := range []bool{false, true} {
+		e := newEnv(t, cetest.Options{IgnoreRanges: ignore})
+		e.fake.SeedGenerated("activities", cetest.SampleActivities(1, 48, from, from.Add(48*time.Hour)))
+		id := e.startQuery("q=select%20*%20from%20activities")
+		e.status(id)
+		full := e.do("GET", "/bulk/"+id+"/activities", nil)
+		if full.code != 200 || len(full.body) < 100 {
+			t.Fatalf("download = %d, %d bytes", full.code, len(full.body))
+		}
+		size := len(full.body)
+		r := e.do("GET", "/bulk/"+id+"/activities", nil, "Range: bytes=100-")
+		switch {
+		case ignore && (r.code != 200 || !bytes.Equal(r.body, full.body)):
+			t.Errorf("IgnoreRanges: ranged GET = %d, %d bytes; want 200 and the whole file", r.code, len(r.body))
+		case !ignore && (r.code != http.StatusPartialContent || !bytes.Equal(r.body, full.body[100:]) ||
+			r.header.Get("Content-Range") != fmt.Sprintf("bytes 100-%d/%d", size-1, size)):
+			t.Errorf("ranged GET = %d %q, %d bytes; want 206 and bytes 100- of %d", r.code, r.header.Get("Content-Range"), len(r.body), size)
+		}
+		if !ignore {
+			if r := e.do("GET", "/bulk/"+id+"/activities", nil, fmt.Sprintf("Range: bytes=%d-", size)); r.code != http.StatusRequestedRangeNotSatisfiable || r.header.Get("Content-Range") != fmt.Sprintf("bytes */%d", size) {
+				t.Errorf("GET from the end = %d %q, want 416 bytes */%d", r.code, r.header.Get("Content-Range"), size)
+			}
+		}
+
+		// The real client's WithOffset gets the same bytes either way.
+		c, err := ce.NewClient(e.base, ce.Credentials{UserSecret: cetest.DefaultUserSecret, OrganizationSecret: cetest.DefaultOrgSecret, ElementToken: cetest.DefaultElementToken})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, off := range []int64{1, 100, int64(size) - 1, int64(size)} {
+			var rr ce.RangeResult
+			body, err := c.Download(t.Context(), id, "activities", ce.WithOffset(off, &rr))
+			if err != nil {
+				t.Fatalf("Download from %d: %v", off, err)
+			}
+			got, err := io.ReadAll(body)
+			body.Close()
+			if err != nil || !bytes.Equal(got, full.body[off:]) {
+				t.Errorf("Download from %d (ignore ranges %v) = %d bytes, %v; want %d bytes", off, ignore, len(got), err, size-int(off))
+			}
+			if wantRanged := !ignore && off < int64(size); rr.Ranged != wantRanged {
+				t.Errorf("Download from %d (ignore ranges %v): Ranged = %v, want %v", off, ignore, rr.Ranged, wantRanged)
+			}
+		}
+	}
 }

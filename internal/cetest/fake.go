@@ -91,6 +91,17 @@ type Options struct {
 	DiscardUploads bool
 	// Latency delays every request by that much.
 	Latency time.Duration
+	// IgnoreRanges makes downloads ignore a Range header and answer 200
+	// with the whole file, as a server without range support does. By
+	// default "Range: bytes=N-" is honoured: 206 with Content-Range
+	// "bytes N-<last>/<size>" (416 when N is at or past the end).
+	IgnoreRanges bool
+	// DownloadRate, when positive, slows download bodies to about that
+	// many bytes per second, as if CE produced the file while serving it:
+	// only the bytes of a job's file that no earlier request reached are
+	// slowed; bytes served before (a re-download, or the part of a range
+	// already seen) come at full speed.
+	DownloadRate int64
 	// Logger, when set, logs one line per request (method, path, status).
 	// It never logs headers or bodies.
 	Logger *slog.Logger

@@ -1,7 +1,10 @@
 package cetest
 
 import (
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math/bits"
 	"math/rand/v2"
 	"sort"
@@ -299,4 +302,55 @@ func lower(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// BulkyActivities returns about size bytes (as JSON lines) of deterministic
+// events of one day, [day, day+24h), each carrying 600 random bytes
+// (base64) in properties.blob: they compress about 1.4x where
+// SampleActivities compress 5x, so that a download of a few MiB fills
+// several 5 MiB multipart parts. Their times repeat every 24h of seconds.
+// Count is cheap (no random bytes are drawn for it).
+func BulkyActivities(seed int64, size int64, day time.Time) Generator {
+	const blobLen = 600
+	zero := make([]byte, base64.StdEncoding.EncodedLen(blobLen))
+	format := func(buf []byte, i int, blob []byte) ([]byte, time.Time) {
+		at := day.Add(time.Duration(i%86400) * time.Second)
+		return fmt.Appendf(buf[:0], `{"event":"Bulky","properties":{"time":%d,"distinct_id":"u-%d","$insert_id":"i-%d","blob":"%s"}}`,
+			at.Unix(), i%977, i, blob), at
+	}
+	// The records' lengths do not depend on the random bytes.
+	n := 0
+	var buf []byte
+	for total := int64(0); total < size; n++ {
+		buf, _ = format(buf, n, zero)
+		total += int64(len(buf)) + 1
+	}
+	records := func(yield func(Record) bool) {
+		rng := rand.New(rand.NewPCG(uint64(seed), 0x62756c6b)) // "bulk"
+		blob := make([]byte, blobLen)
+		enc := make([]byte, len(zero))
+		var buf []byte
+		for i := range n {
+			for k := 0; k < blobLen; k += 8 {
+				binary.LittleEndian.PutUint64(blob[k:], rng.Uint64())
+			}
+			base64.StdEncoding.Encode(enc, blob)
+			var at time.Time
+			buf, at = format(buf, i, enc)
+			if !yield(Record{JSON: buf, Time: at}) {
+				return
+			}
+		}
+	}
+	count := func(from, to time.Time) int64 {
+		var c int64
+		for i := range n {
+			at := day.Add(time.Duration(i%86400) * time.Second)
+			if (from.IsZero() || !at.Before(from)) && (to.IsZero() || at.Before(to)) {
+				c++
+			}
+		}
+		return c
+	}
+	return Generator{Records: records, Count: count}
 }

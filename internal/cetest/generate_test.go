@@ -211,3 +211,24 @@ func TestSampleActivitiesBytes(t *testing.T) {
 		t.Errorf("average activity = %d bytes, AverageActivityBytes = %d", avg, cetest.AverageActivityBytes)
 	}
 }
+
+func TestBulkyActivitiesCount(t *testing.T) {
+	day := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	g := cetest.BulkyActivities(1, 2<<20, day)
+	var n, in int64
+	var size int64
+	g.Records(func(r cetest.Record) bool {
+		n++
+		size += int64(len(r.JSON)) + 1
+		if !r.Time.Before(day.Add(time.Hour)) && r.Time.Before(day.Add(2*time.Hour)) {
+			in++
+		}
+		return true
+	})
+	if got := g.Count(time.Time{}, time.Time{}); got != n || size < 2<<20 || size > 2<<20+2048 {
+		t.Errorf("Count() = %d, generated %d records of %d bytes; want equal, about 2 MiB", got, n, size)
+	}
+	if got := g.Count(day.Add(time.Hour), day.Add(2*time.Hour)); got != in {
+		t.Errorf("Count(1h, 2h) = %d, want %d", got, in)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,6 +49,9 @@ type bulkJob struct {
 	errMsg    string
 
 	// download
+	served        atomic.Int64 // furthest byte of the file any request reached (DownloadRate)
+	sizeMu        sync.Mutex
+	sizes         map[string]int64 // body size by kind, once a ranged request needed it
 	sel           selection
 	count         int64
 	failedRecords int64 // SetNextJobFailedRecords: failures on top of count

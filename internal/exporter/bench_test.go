@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/metrics"
 	"sync/atomic"
@@ -220,4 +221,84 @@ func (be *benchEnv) export(b *testing.B) benchResult {
 		b.StartTimer()
 	}
 	return benchResult{seconds: total.Seconds() / float64(b.N), peak: peak}
+}
+
+// memParts is an S3 whose multipart uploads are counted and dropped, so
+// that an export's figure shows the pipeline's cost rather than moto's;
+// everything else (ledger, manifest) goes to the wrapped store.
+type memParts struct {
+	ObjectStore
+	bytes atomic.Int64
+}
+
+func (m *memParts) CreateMultipart(context.Context, string, string, s3stream.PutOptions) (string, error) {
+	return "in-memory", nil
+}
+
+func (m *memParts) UploadPart(_ context.Context, _, _, _ string, n int32, data []byte) (s3stream.Part, error) {
+	m.bytes.Add(int64(len(data)))
+	return s3stream.Part{Number: n, ETag: fmt.Sprintf(`"%d"`, n), Size: int64(len(data))}, nil
+}
+
+func (m *memParts) CompleteMultipart(context.Context, string, string, string, []s3stream.Part) (string, error) {
+	return `"complete"`, nil
+}
+
+func (m *memParts) AbortMultipart(context.Context, string, string, string) error { return nil }
+
+// BenchmarkExportMemSink is BenchmarkExport with the part uploads dropped
+// in memory, beside the same run's baseline: the CE download read into
+// io.Discard (the emulator's and HTTP's own cost).
+func BenchmarkExportMemSink(b *testing.B) {
+	for _, s := range benchSizes {
+		b.Run(s.name, func(b *testing.B) {
+			be := newBenchEnv(b, s.size)
+			ctx := context.Background()
+			// Baseline: download only.
+			job, err := be.client.StartQuery(ctx, ce.QueryRequest{Object: ObjectActivities, From: be.from, To: be.to})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := be.client.Wait(ctx, job.ID); err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			body, err := be.client.Download(ctx, job.ID, ObjectActivities)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, body); err != nil {
+				b.Fatal(err)
+			}
+			body.Close()
+			base := benchResult{seconds: time.Since(t0).Seconds()}
+
+			sink := &memParts{ObjectStore: be.s3}
+			ex := be.exporter(nil, sink)
+			day := be.from.Format(dayLayout)
+			var total time.Duration
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				run, err := ex.Run(ctx, RunRequest{From: day, To: be.to.Format(dayLayout)})
+				if err != nil || len(run.Started) != 1 {
+					b.Fatalf("Run = %+v, %v", run, err)
+				}
+				b.StartTimer()
+				t0 := time.Now()
+				res, err := ex.Collect(ctx, run.Started[0].JobID)
+				total += time.Since(t0)
+				if err != nil || res.Outcome != OutcomeCollected || res.Records != be.records {
+					b.Fatalf("Collect = %+v, %v", res, err)
+				}
+			}
+			r := benchResult{seconds: total.Seconds() / float64(b.N)}
+			b.SetBytes(s.size)
+			b.ReportMetric(r.mbps(s.size), "export-MB/s")
+			b.ReportMetric(base.mbps(s.size), "download-only-MB/s")
+			b.ReportMetric(r.mbps(s.size)/base.mbps(s.size), "x-download")
+			b.Logf("%s: export to an in-memory sink %.1f MB/s; the download alone %.1f MB/s (%.2fx), GOMAXPROCS=%d",
+				s.name, r.mbps(s.size), base.mbps(s.size), r.mbps(s.size)/base.mbps(s.size), runtime.GOMAXPROCS(0))
+		})
+	}
 }

@@ -40,6 +40,10 @@ const (
 	OutcomeRestarted Outcome = "restarted"
 	// OutcomeFailed: no attempts are left; the job is FAILED.
 	OutcomeFailed Outcome = "failed"
+	// OutcomeContinued: the invocation's deadline came after the collect
+	// checkpointed progress; the job is PENDING with its checkpoint and
+	// another invocation continues it (no attempt is counted).
+	OutcomeContinued Outcome = "continued"
 )
 
 // CollectResult reports a collect.
@@ -156,7 +160,9 @@ func (e *Exporter) Collect(ctx context.Context, id string) (CollectResult, error
 	}
 
 	t0 := time.Now()
-	m, err := e.export(workCtx, ctx, job, st)
+	h := &held{job: job, etag: etag}
+	run, err := e.export(workCtx, ctx, h, st)
+	job, etag = h.job, h.etag
 	if errors.Is(err, ce.ErrNotFound) {
 		// The CE job's file is gone (CE keeps it three days): only a new
 		// CE job can help.
@@ -165,8 +171,12 @@ func (e *Exporter) Collect(ctx context.Context, id string) (CollectResult, error
 		return e.ceFailed(ctx, job, etag, true, gone, res)
 	}
 	if err != nil {
-		if ctxErr := workCtx.Err(); ctxErr != nil && ctx.Err() == nil {
-			err = fmt.Errorf("stopped %v before the invocation's deadline: %w", e.cfg.SafetyMargin, err)
+		stopped := workCtx.Err() != nil && ctx.Err() == nil
+		if stopped && run.progressed {
+			return e.continueLater(ctx, job, etag, res)
+		}
+		if stopped {
+			err = fmt.Errorf("stopped %v before the invocation's deadline: %w", e.margin(ctx), err)
 		}
 		job, outcome, ferr := e.failAttempt(ctx, job, etag, "collect: "+err.Error())
 		res.Outcome, res.Status, res.Error = outcome, job.Status, job.LastError
@@ -179,10 +189,12 @@ func (e *Exporter) Collect(ctx context.Context, id string) (CollectResult, error
 		// job: a retry of this invocation would only spend another attempt.
 		return res, nil
 	}
+	m := run.manifest
 	res.Part, res.Records, res.OutOfWindow, res.Bytes, res.CEFailed = m.Part, m.Records, m.OutOfWindow, m.Bytes, m.CERecordsFailed
 
 	done := func(j *ledger.Job) {
 		j.Status = ledger.StatusDone
+		j.Collect, j.LeaseUntil = nil, time.Time{}
 		j.CE = job.CE
 		j.LastError = ""
 		j.Result = &ledger.Result{
@@ -227,12 +239,68 @@ func (e *Exporter) workContext(ctx context.Context) (context.Context, context.Ca
 		c, cancel := context.WithCancel(ctx)
 		return c, cancel, true
 	}
-	end := dl.Add(-e.cfg.SafetyMargin)
-	if time.Until(end) < e.cfg.MinCollect {
+	end := dl.Add(-e.margin(ctx))
+	if time.Until(end) < e.scaled(ctx, e.cfg.MinCollect) {
 		return nil, nil, false
 	}
 	c, cancel := context.WithDeadline(ctx, end)
 	return c, cancel, true
+}
+
+type invocationKey struct{}
+
+// WithInvocation marks ctx as one whole invocation (of a Lambda function):
+// the time from now to its deadline is the function's timeout. Safety
+// margins are then at most a quarter of it, so that a short timeout still
+// leaves time to work.
+func WithInvocation(ctx context.Context) context.Context {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx
+	}
+	return context.WithValue(ctx, invocationKey{}, time.Until(dl))
+}
+
+// scaled returns d, at most a quarter of the invocation's length.
+func (e *Exporter) scaled(ctx context.Context, d time.Duration) time.Duration {
+	if total, ok := ctx.Value(invocationKey{}).(time.Duration); ok {
+		return min(d, total/4)
+	}
+	return d
+}
+
+// margin is the safety margin of an invocation.
+func (e *Exporter) margin(ctx context.Context) time.Duration {
+	return e.scaled(ctx, e.cfg.SafetyMargin)
+}
+
+// continueLater ends an invocation whose deadline came after the collect
+// checkpointed progress: the job goes back to PENDING with its checkpoint,
+// without counting an attempt, and another invocation is queued (without
+// Config.Continue, or when queueing fails, the sweep resumes it).
+func (e *Exporter) continueLater(ctx context.Context, job *ledger.Job, etag string, res CollectResult) (CollectResult, error) {
+	j, err := e.release(ctx, job, etag, nil)
+	if err != nil {
+		return res, fmt.Errorf("collect %s: release for the next invocation: %w", job.ID, err)
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	res.Outcome, res.Status = OutcomeContinued, j.Status
+	attrs := []slog.Attr{}
+	if cp := readCheckpoint(j); cp != nil {
+		attrs = append(attrs, slog.Int("parts", len(cp.Parts)), slog.Int64("offset", cp.Source.Offset), slog.Int64("records", cp.Records))
+	}
+	if e.cfg.Continue == nil {
+		e.logJob(ctx, slog.LevelInfo, "collect checkpointed at the deadline; the sweep continues it", j, attrs...)
+		return res, nil
+	}
+	if err := e.cfg.Continue(rctx, j.ID); err != nil {
+		e.logJob(ctx, slog.LevelWarn, "collect checkpointed at the deadline; queueing its continuation failed, the sweep continues it", j,
+			append(attrs, slog.String("err", err.Error()))...)
+		return res, nil
+	}
+	e.logJob(ctx, slog.LevelInfo, "collect checkpointed at the deadline; continues in a new invocation", j, attrs...)
+	return res, nil
 }
 
 // take moves a PENDING job to COLLECTING with a conditional write. ok is
@@ -244,6 +312,7 @@ func (e *Exporter) take(ctx context.Context, job *ledger.Job, etag string) (*led
 			return job, etag, false, nil
 		}
 		job.Status = ledger.StatusCollecting
+		job.LeaseUntil = e.leaseUntil(ctx)
 		tag, err := e.jobs.Update(ctx, job, etag)
 		if err == nil {
 			return job, tag, true, nil
@@ -297,6 +366,7 @@ func (e *Exporter) release(ctx context.Context, job *ledger.Job, etag string, ca
 	defer cancel()
 	j, _, err := e.updateHeld(rctx, job, etag, func(j *ledger.Job) {
 		j.Status = ledger.StatusPending
+		j.LeaseUntil = time.Time{}
 		j.CE = job.CE
 		if cause != nil {
 			j.LastError = cause.Error()
@@ -322,10 +392,13 @@ func (e *Exporter) failAttempt(ctx context.Context, job *ledger.Job, etag, reaso
 	j, _, err := e.updateHeld(rctx, job, etag, func(j *ledger.Job) {
 		j.CE = job.CE
 		j.LastError = reason
+		j.LeaseUntil = time.Time{}
 		if fail {
 			j.Status = ledger.StatusFailed
+			j.Collect = nil
 			return
 		}
+		// The checkpoint stays: the next attempt resumes from it.
 		j.Status = ledger.StatusPending
 		j.Attempts++
 	})
@@ -334,6 +407,7 @@ func (e *Exporter) failAttempt(ctx context.Context, job *ledger.Job, etag, reaso
 		return j, outcome, err
 	}
 	if fail {
+		e.dropUpload(ctx, j, readCheckpoint(job))
 		e.jobEnded(ctx, j)
 	}
 	return j, outcome, nil
@@ -364,15 +438,19 @@ func (e *Exporter) ceFailed(ctx context.Context, job *ledger.Job, etag string, h
 		return &next, tag, nil
 	}
 	ceState := job.CE
+	// The CE job is over: an upload of its download is abandoned.
+	abandoned := readCheckpoint(job)
 	if job.Attempts >= e.cfg.MaxAttempts {
 		j, _, err := write(func(j *ledger.Job) {
 			j.Status = ledger.StatusFailed
 			j.CE = ceState
 			j.LastError = reason
+			j.Collect, j.LeaseUntil = nil, time.Time{}
 		})
 		if err != nil {
 			return res, err
 		}
+		e.dropUpload(ctx, j, abandoned)
 		res.Outcome, res.Status, res.Error = OutcomeFailed, j.Status, reason
 		e.jobEnded(ctx, j)
 		return res, nil
@@ -388,10 +466,12 @@ func (e *Exporter) ceFailed(ctx context.Context, job *ledger.Job, etag string, h
 		j.StartedAt = now
 		j.Deadline = now.Add(e.cfg.JobDeadline)
 		j.TokenHash = hash
+		j.Collect, j.LeaseUntil = nil, time.Time{}
 	})
 	if err != nil {
 		return res, err
 	}
+	e.dropUpload(ctx, j, abandoned)
 	e.logJob(ctx, slog.LevelWarn, "CE job failed; starting a new one", j, slog.String("reason", reason))
 	res.Outcome, res.Status, res.Error = OutcomeRestarted, j.Status, reason
 	j, _, err = e.startCE(ctx, j, tag, token)

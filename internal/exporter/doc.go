@@ -40,17 +40,49 @@
 //
 // # Partitions
 //
-// A collect streams the CE download through the record decoder, keeps the
-// records whose own properties.time lies in the window (the others are
-// counted as outOfWindow and never written), and gzips them one per line,
-// as CE sent them, into a multipart upload of
-// exports/<object>/<partition>/part-<ceJobId>.jsonl.gz. Only then does it
-// write _manifest.json, then _SUCCESS, then delete the partition's other
-// parts, mark the job DONE and move the watermark over every contiguous
-// DONE day. Any failure before that aborts the upload and publishes
-// nothing. A CE job COMPLETED with failed records is published with
-// "complete": false in its manifest, recorded in the ledger and logged at
-// warn level.
+// A collect streams the CE download through the record framer (JSON is
+// split and checked without being decoded), keeps the records whose own
+// properties.time lies in the window (the others are counted as
+// outOfWindow and never written), and gzips them one per line, as CE sent
+// them, into a multipart upload of
+// exports/<object>/<partition>/part-<ceJobId>.jsonl.gz. Records are
+// compressed in blocks of 512 KiB, each its own gzip member (concatenated
+// members are one valid gzip file), by GOMAXPROCS workers; the members are
+// cut into parts of at least 5 MiB. Only once every record is in does it
+// complete the upload, write _manifest.json, then _SUCCESS, then delete
+// the partition's other parts, mark the job DONE and move the watermark
+// over every contiguous DONE day. A CE job COMPLETED with failed records
+// is published with "complete": false in its manifest, recorded in the
+// ledger and logged at warn level.
+//
+// # Collects longer than one invocation
+//
+// After each part the collect checkpoints in the ledger record
+// (ledger.Job.Collect): the multipart upload id, the parts and their
+// ETags, the CE download's byte offset after the last record in them
+// ([ce.Position]), the record counters, and the marshalled state of the
+// part's running SHA-256. When the invocation's deadline (minus the safety
+// margin) comes after at least one new checkpoint, the job goes back to
+// PENDING without counting an attempt and Config.Continue queues another
+// invocation ({"action":"collect"}); it resumes from the checkpoint, asking
+// CE for the rest with Range: bytes=N- (accepted only as 206 with a
+// matching Content-Range; otherwise the file is downloaded again and its
+// first N bytes skipped). Attempts count failures, not continuations: a
+// deadline without a new checkpoint is a failure, so a collect that cannot
+// make progress ends FAILED.
+//
+// A collector takes a job with a lease (ledger.Job.LeaseUntil): its
+// invocation's deadline plus a minute, so the lease follows the function's
+// own timeout (Config.Lease from each checkpoint without a deadline). A
+// collector killed outright (out of memory, SIGKILL) leaves the job
+// COLLECTING; once the lease has passed the sweep counts the attempt and
+// collects the job from its last checkpoint, continuing the same multipart
+// upload. An upload is aborted when it is abandoned: the job ends FAILED or
+// EXPIRED, or its CE job is replaced. Any failure before the upload is
+// complete publishes nothing.
+//
+// Short invocations ([WithInvocation]) get proportionally smaller margins:
+// at most a quarter of the invocation's length each.
 //
 // # Settings and logs
 //
@@ -83,10 +115,10 @@
 //     side by side. A failed download leaves the old partition published;
 //     a failure between the upload and the new manifest puts the old
 //     _SUCCESS back.
-//   - A collect stopped by the invocation's deadline counts as a failed
-//     attempt, as does a collector that lost its lease (it crashed or was
-//     killed): a window too big to collect in one invocation must end FAILED
-//     rather than loop forever.
+//   - A collect stopped by the invocation's deadline before it
+//     checkpointed anything new counts as a failed attempt, as does a
+//     collector that lost its lease (it crashed or was killed): a window
+//     that makes no progress must end FAILED rather than loop forever.
 //   - The sweep polls a CE job at once when there is no Config.CallbackURL:
 //     the one-minute wait exists only to let a callback arrive first.
 //   - Sweeps, like runs, start at most Config.MaxJobs CE jobs each

@@ -30,7 +30,10 @@ type CE interface {
 // ObjectStore is the part of S3 the exporter uses. *s3stream.Store
 // implements it.
 type ObjectStore interface {
-	Put(ctx context.Context, bucket, key string, r io.Reader, o s3stream.PutOptions) (s3stream.PutResult, error)
+	CreateMultipart(ctx context.Context, bucket, key string, o s3stream.PutOptions) (string, error)
+	UploadPart(ctx context.Context, bucket, key, uploadID string, n int32, data []byte) (s3stream.Part, error)
+	CompleteMultipart(ctx context.Context, bucket, key, uploadID string, parts []s3stream.Part) (string, error)
+	AbortMultipart(ctx context.Context, bucket, key, uploadID string) error
 	ReadSmall(ctx context.Context, bucket, key string) ([]byte, string, error)
 	WriteSmall(ctx context.Context, bucket, key string, data []byte, contentType string, cond s3stream.Condition) (string, error)
 	Delete(ctx context.Context, bucket, key string) error
@@ -66,10 +69,16 @@ type Config struct {
 	// MinCollect is the least time, after SafetyMargin, a collect needs to
 	// be started; with less it leaves the job to the next sweep (10s).
 	MinCollect time.Duration
-	// Lease is how long a COLLECTING job belongs to its collector, counted
-	// from the record's last update; past it the sweep takes it back. It
-	// must exceed the function timeout (15m, Lambda's maximum).
+	// Lease is how long a COLLECTING job belongs to a collector that runs
+	// without a deadline (the CLI), counted from its last checkpoint; past
+	// it the sweep takes the job back (15m). A collector with a deadline
+	// (a Lambda invocation) holds the job until that deadline plus a
+	// minute: the lease follows the function's own timeout.
 	Lease time.Duration
+	// Continue queues another invocation of the collect of jobID; a
+	// collect that reaches its deadline after checkpointing progress calls
+	// it and ends. nil leaves the job to the next sweep.
+	Continue func(ctx context.Context, jobID string) error
 	// PollAfter is how old a CE job must be before the sweep polls it, to
 	// give its callback time to arrive (1m with a CallbackURL, else 0).
 	PollAfter time.Duration
@@ -378,6 +387,7 @@ func (e *Exporter) startPlanned(ctx context.Context, p PlannedJob, runID string)
 		job.TokenHash = hash
 		job.Window = &w
 		job.CE, job.Result, job.LastError = nil, nil, ""
+		job.Collect, job.LeaseUntil = nil, time.Time{}
 		job.Run = runID
 		etag, err = e.jobs.Update(ctx, job, etag)
 		if errors.Is(err, ledger.ErrConflict) {

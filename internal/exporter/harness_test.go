@@ -292,15 +292,15 @@ func (c ceFuncs) Download(ctx context.Context, id, object string, opts ...ce.Dow
 // storeFuncs wraps an ObjectStore with optional replacements.
 type storeFuncs struct {
 	ObjectStore
-	put        func(ctx context.Context, bucket, key string, r io.Reader, o s3stream.PutOptions) (s3stream.PutResult, error)
+	uploadPart func(ctx context.Context, bucket, key, uploadID string, n int32, data []byte) (s3stream.Part, error)
 	writeSmall func(ctx context.Context, bucket, key string, data []byte, ct string, cond s3stream.Condition) (string, error)
 }
 
-func (s storeFuncs) Put(ctx context.Context, bucket, key string, r io.Reader, o s3stream.PutOptions) (s3stream.PutResult, error) {
-	if s.put != nil {
-		return s.put(ctx, bucket, key, r, o)
+func (s storeFuncs) UploadPart(ctx context.Context, bucket, key, uploadID string, n int32, data []byte) (s3stream.Part, error) {
+	if s.uploadPart != nil {
+		return s.uploadPart(ctx, bucket, key, uploadID, n, data)
 	}
-	return s.ObjectStore.Put(ctx, bucket, key, r, o)
+	return s.ObjectStore.UploadPart(ctx, bucket, key, uploadID, n, data)
 }
 
 func (s storeFuncs) WriteSmall(ctx context.Context, bucket, key string, data []byte, ct string, cond s3stream.Condition) (string, error) {

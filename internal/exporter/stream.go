@@ -1,22 +1,21 @@
 package exporter
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"log/slog"
+	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
-	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/klauspost/compress/gzip"
+
 	"github.com/cebulk/cebulk/internal/s3stream"
 	"github.com/cebulk/cebulk/pkg/ce"
 )
@@ -25,207 +24,260 @@ import (
 const (
 	partFormat      = "jsonl.gz"
 	partContentType = "application/gzip"
-	// gzipLevel trades CPU for size. CPU is what bounds a collect (a
-	// 1024 MB function has about 0.6 vCPU and 15 minutes): on Mixpanel
-	// events level 1 compresses about 5x where level 6 reaches 6.5x, with a
-	// third of the deflate time, and the whole export runs about 1.5x
-	// faster (make bench).
-	gzipLevel = gzip.BestSpeed
-	// encodeBuffer batches gzip's small writes into few pipe hand-offs.
-	encodeBuffer = 256 << 10
+	// gzipLevel trades CPU for size; CPU is what bounds a collect. With
+	// github.com/klauspost/compress/gzip (standard gzip output, a drop-in
+	// for compress/gzip), on sample Mixpanel events, one core
+	// (BenchmarkGzipLevels, README): level 2 389–414 MB/s at a 5.49x ratio,
+	// its level 1 357–399 MB/s (5.48x), level 3 343–347 MB/s (5.62x), level
+	// 6 200 MB/s (6.16x); the standard library's level 1 185 MB/s (5.01x)
+	// and level 6 100 MB/s (6.49x).
+	gzipLevel = 2
+	// blockSize is the input of one gzip member: records are compressed in
+	// blocks of about this much JSON, in parallel when there is more than
+	// one CPU; concatenated members are one valid gzip file.
+	blockSize = 512 << 10
+	// partSize is the least compressed size of a multipart part (S3's
+	// minimum, 5 MiB, for every part but the last). Each part is whole
+	// gzip members, and the collect checkpoints after each.
+	partSize = 5 << 20
 )
 
 var noCondition s3stream.Condition
 
-// errUploadStopped wakes the encoder when the upload stopped reading.
-var errUploadStopped = errors.New("upload stopped")
-
-// export streams the CE job's download into the job's part and publishes
-// the partition. Reading from CE is bound to workCtx (the deadline minus the
-// safety margin); S3 calls use ctx, so that a multipart upload cut short by
-// workCtx is still aborted, and never half-published.
+// encoder turns a CE download into gzip JSON lines, keeping the records
+// whose own time falls in [from, to) (every record when all), cut into
+// parts of whole gzip members.
 //
-// The pipeline is: CE download → record decoder → window filter → gzip →
-// SHA-256 and byte count → io.Pipe → multipart upload. Memory is the
-// uploader's parts (part size × concurrency) plus a few small buffers,
-// whatever the download's size.
-//
-// A partition published before (a backfill of a done day) stays published
-// while the download runs. Only once every record is in and checked, and
-// before the new part becomes visible, is its _SUCCESS withdrawn, so that a
-// reader trusting _SUCCESS never sees the old and the new part side by
-// side; it is written back if the replacement fails before its manifest is
-// written.
-func (e *Exporter) export(workCtx, ctx context.Context, job *ledger.Job, st *ce.Job) (*Manifest, error) {
-	t0 := time.Now()
-	body, err := e.ce.Download(workCtx, job.CEJobID, job.Object)
-	if err != nil {
-		return nil, fmt.Errorf("download: %w", err)
-	}
-	defer body.Close()
-
-	withdrawn := false // _SUCCESS existed and was deleted
-	enc := &encoder{
-		from: job.Window.From,
-		to:   job.Window.To,
-		all:  Snapshot(job.Object),
-		want: st.RecordsCount - st.RecordsFailedCount,
-		sum:  sha256.New(),
-		beforeCommit: func() error {
-			_, _, err := e.store.ReadSmall(ctx, e.cfg.Bucket, successKey(job))
-			if errors.Is(err, s3stream.ErrNotFound) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("check _SUCCESS: %w", err)
-			}
-			if err := e.store.Delete(ctx, e.cfg.Bucket, successKey(job)); err != nil {
-				return fmt.Errorf("withdraw _SUCCESS: %w", err)
-			}
-			withdrawn = true
-			return nil
-		},
-	}
-	restore := func() {
-		if !withdrawn {
-			return
-		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-		defer cancel()
-		if _, err := e.store.WriteSmall(rctx, e.cfg.Bucket, successKey(job), nil, "application/octet-stream", noCondition); err != nil {
-			e.logJob(ctx, slog.LevelError, "restore the old partition's _SUCCESS", job, slog.String("err", err.Error()))
-		}
-	}
-
-	pr, pw := io.Pipe()
-	encoded := make(chan error, 1)
-	go func() {
-		err := enc.encode(body, pw)
-		pw.CloseWithError(err) // nil: the upload sees io.EOF and completes
-		encoded <- err
-	}()
-	key := partKey(job)
-	_, putErr := e.store.Put(ctx, e.cfg.Bucket, key, pr, s3stream.PutOptions{ContentType: partContentType})
-	pr.CloseWithError(errUploadStopped) // the encoder may be blocked writing
-	body.Close()                        // or reading
-	encErr := <-encoded
-	switch {
-	case encErr != nil && !errors.Is(encErr, errUploadStopped):
-		restore()
-		return nil, encErr // the cause; the upload failed because of it
-	case putErr != nil:
-		restore()
-		return nil, putErr
-	case encErr != nil:
-		restore()
-		return nil, encErr
-	}
-	e.logJob(ctx, slog.LevelInfo, "part uploaded", job,
-		slog.String("key", key),
-		slog.Int64("records", enc.records), slog.Int64("outOfWindow", enc.outOfWindow),
-		slog.Int64("bytes", enc.bytes), slog.Int64("downloadedBytes", enc.downloaded),
-		slog.Int64("durationMs", time.Since(t0).Milliseconds()))
-
-	m := &Manifest{
-		Object:          job.Object,
-		Window:          ManifestWindow{From: job.Window.From.UTC(), To: job.Window.To.UTC()},
-		Partition:       job.Window.Partition,
-		CEJobID:         job.CEJobID,
-		LedgerJobID:     job.ID,
-		Part:            key,
-		Records:         enc.records,
-		OutOfWindow:     enc.outOfWindow,
-		CERecordsCount:  st.RecordsCount,
-		CERecordsFailed: st.RecordsFailedCount,
-		Complete:        st.RecordsFailedCount == 0,
-		Bytes:           enc.bytes,
-		SHA256:          hex.EncodeToString(enc.sum.Sum(nil)),
-		Format:          partFormat,
-		CreatedAt:       e.now(),
-		Version:         1,
-	}
-	t1 := time.Now()
-	if err := e.publish(ctx, job, m, restore); err != nil {
-		return nil, err
-	}
-	e.logJob(ctx, slog.LevelInfo, "partition published", job,
-		slog.String("key", manifestKey(job)), slog.Int64("records", m.Records), slog.Int64("bytes", m.Bytes),
-		slog.Int64("durationMs", time.Since(t1).Milliseconds()))
-	return m, nil
-}
-
-// encoder turns a CE download into a gzip JSON-lines part, keeping the
-// records whose own time falls in [from, to) (every record when all).
+// The pipeline: the caller's goroutine frames the records (ce.RecordReader,
+// no decoding), filters them and fills blocks of JSON lines; workers gzip
+// each block into its own member; a sink appends the members, in order,
+// to the current part and hashes them; an uploader hands each finished
+// part to seal. Memory is a few blocks per worker plus two parts, whatever
+// the download's size.
 type encoder struct {
 	from, to time.Time
 	all      bool
 	want     int64 // records CE says it delivered; fewer decoded is a truncation
+	workers  int   // compressing goroutines (GOMAXPROCS when 0)
 
-	// beforeCommit, when set, runs once every record is in and checked,
-	// before the end of the output is signalled (so before the upload can
-	// complete); its error fails the encoding.
-	beforeCommit func() error
-
+	// Counters and the running SHA-256 of the output; a resumed encoder
+	// starts from a checkpoint's values.
 	records, outOfWindow int64 // records written, records outside the window
-	bytes, downloaded    int64 // bytes written (compressed), bytes read
+	bytes, downloaded    int64 // bytes of sealed parts, bytes read from the source
 	sum                  hash.Hash
 }
 
+// cut is the state of an encoding at the end of a part: resuming there
+// reproduces exactly the output that follows.
+type cut struct {
+	pos                         ce.Position
+	records, outOfWindow, bytes int64
+	sum                         []byte // marshalled SHA-256 state
+	last                        bool   // the final part
+}
+
+// encode encodes src into dst as one gzip stream (its members
+// concatenated), for tests and benchmarks.
 func (c *encoder) encode(src io.Reader, dst io.Writer) error {
 	in := &countingReader{r: src}
-	rr := ce.NewRecordReader(in)
-	out := &countingWriter{w: dst, h: c.sum}
-	bw := bufio.NewWriterSize(out, encodeBuffer)
-	gz, err := gzip.NewWriterLevel(bw, gzipLevel)
-	if err != nil {
+	return c.run(context.Background(), ce.NewRecordReader(in), in, func(data []byte, _ cut) error {
+		_, err := dst.Write(data)
 		return err
+	})
+}
+
+// block is one unit of compression: JSON lines in, one gzip member out,
+// with the encoding's state after its last record.
+type block struct {
+	plain, out bytes.Buffer
+	at         cut
+	done       chan error
+}
+
+// run reads every record of rr (in counts the source's bytes) and calls
+// seal for each part in order, from one goroutine; the last part has
+// at.last set. A part is sealed only when complete, so an error leaves
+// behind exactly the parts sealed before it.
+func (c *encoder) run(ctx context.Context, rr *ce.RecordReader, in *countingReader, seal func(data []byte, at cut) error) error {
+	workers := c.workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
 	}
-	var scratch bytes.Buffer
+	if c.sum == nil {
+		c.sum = sha256.New()
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		wg    sync.WaitGroup
+		nfree = workers + 2
+		free  = make(chan *block, nfree)
+		work  = make(chan *block, nfree)
+		order = make(chan *block, nfree)
+		parts = make(chan partBuf)
+		spare = make(chan *bytes.Buffer, 2)
+	)
+	for range nfree {
+		free <- &block{}
+	}
+	for range 2 {
+		// Sized once: a part is cut at the first member past partSize, and
+		// a member is smaller than its block.
+		spare <- bytes.NewBuffer(make([]byte, 0, partSize+blockSize+64<<10))
+	}
+	fail := func(err error) { cancel(err) }
+
+	// Compressors.
+	for range workers {
+		wg.Go(func() {
+			zw, _ := gzip.NewWriterLevel(io.Discard, gzipLevel)
+			for b := range work {
+				b.out.Reset()
+				zw.Reset(&b.out)
+				_, err := zw.Write(b.plain.Bytes())
+				if err == nil {
+					err = zw.Close()
+				}
+				b.done <- err
+			}
+		})
+	}
+	// Sink: members in order into parts.
+	sinkDone := make(chan struct{})
+	go func() {
+		defer close(sinkDone)
+		defer close(parts)
+		var cur *bytes.Buffer
+		var at cut
+		for b := range order {
+			err := <-b.done
+			if err == nil && ctx.Err() == nil {
+				if cur == nil {
+					select {
+					case cur = <-spare:
+					case <-ctx.Done():
+					}
+				}
+				if cur != nil {
+					cur.Write(b.out.Bytes())
+					c.sum.Write(b.out.Bytes())
+					at = b.at
+					at.bytes = c.bytes + int64(cur.Len())
+				}
+			} else if err != nil {
+				fail(err)
+			}
+			last := b.at.last
+			free <- b
+			if cur == nil || ctx.Err() != nil || (cur.Len() < partSize && !last) {
+				continue
+			}
+			at.last = last
+			if at.sum, err = c.sum.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+				fail(err)
+				continue
+			}
+			c.bytes = at.bytes
+			select {
+			case parts <- partBuf{buf: cur, at: at}:
+				cur = nil
+			case <-ctx.Done():
+			}
+		}
+	}()
+	// Uploader: seals parts one after another.
+	upDone := make(chan struct{})
+	go func() {
+		defer close(upDone)
+		for p := range parts {
+			if ctx.Err() == nil {
+				if err := seal(p.buf.Bytes(), p.at); err != nil {
+					fail(err)
+				}
+			}
+			p.buf.Reset()
+			spare <- p.buf
+		}
+	}()
+
+	err := c.produce(ctx, rr, in, free, work, order)
+	if err != nil {
+		fail(err)
+	}
+	close(work)
+	close(order)
+	wg.Wait()
+	<-sinkDone
+	<-upDone
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+type partBuf struct {
+	buf *bytes.Buffer
+	at  cut
+}
+
+// produce frames, filters and batches the records into blocks.
+func (c *encoder) produce(ctx context.Context, rr *ce.RecordReader, in *countingReader, free <-chan *block, work, order chan<- *block) error {
+	var b *block
+	next := func() bool {
+		select {
+		case b = <-free:
+			b.plain.Reset()
+			b.done = make(chan error, 1)
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	send := func(last bool) bool {
+		b.at = cut{pos: rr.Position(), records: c.records, outOfWindow: c.outOfWindow, last: last}
+		work <- b
+		order <- b
+		b = nil
+		return last || next()
+	}
+	if !next() {
+		return context.Cause(ctx)
+	}
 	for {
-		rec, err := rr.Next()
+		rec, err := rr.NextView()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
+			c.downloaded = in.n
 			return fmt.Errorf("decode the CE download: %w", err)
 		}
-		if !c.all && !c.inWindow(rec) {
-			c.outOfWindow++
-			continue
-		}
-		if bytes.ContainsAny(rec, "\r\n") {
-			// One record per line: drop the white space between tokens
-			// (strings cannot hold raw line breaks).
-			scratch.Reset()
-			if err := json.Compact(&scratch, rec); err != nil {
-				return fmt.Errorf("decode the CE download: record %d: %v", rr.Count()-1, err)
+		if c.all || c.inWindow(rec) {
+			if bytes.IndexByte(rec, '\n') >= 0 || bytes.IndexByte(rec, '\r') >= 0 {
+				// One record per line: drop the white space between tokens
+				// (strings cannot hold raw line breaks).
+				if err := json.Compact(&b.plain, rec); err != nil {
+					return fmt.Errorf("decode the CE download: record %d: %v", rr.Count()-1, err)
+				}
+			} else {
+				b.plain.Write(rec)
 			}
-			rec = scratch.Bytes()
+			b.plain.WriteByte('\n')
+			c.records++
+		} else {
+			c.outOfWindow++
 		}
-		if _, err := gz.Write(rec); err != nil {
-			return err
+		if b.plain.Len() >= blockSize && !send(false) {
+			return context.Cause(ctx)
 		}
-		if _, err := gz.Write(newline); err != nil {
-			return err
-		}
-		c.records++
 	}
 	c.downloaded = in.n
 	if decoded := c.records + c.outOfWindow; c.want > 0 && decoded < c.want {
 		return fmt.Errorf("truncated download: %d records decoded, CE reported %d: %w", decoded, c.want, io.ErrUnexpectedEOF)
 	}
-	if err := gz.Close(); err != nil {
-		return err
-	}
-	err = bw.Flush()
-	c.bytes = out.n
-	if err == nil && c.beforeCommit != nil {
-		err = c.beforeCommit()
-	}
-	return err
+	send(true)
+	return nil
 }
-
-var newline = []byte{'\n'}
 
 func (c *encoder) inWindow(rec []byte) bool {
 	t, ok := eventTime(rec)
@@ -243,32 +295,38 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// countingWriter writes to w and hashes and counts what w accepted.
-type countingWriter struct {
-	w io.Writer
-	h hash.Hash
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.h.Write(p[:n])
-	c.n += int64(n)
-	return n, err
-}
-
 // eventTime reads an activity's own time, properties.time: Unix seconds,
 // or milliseconds when it is 1e11 or more (as Mixpanel does), as a JSON
 // number or a string holding one; an RFC 3339 string is accepted too. It
 // scans the record without decoding it: the record is valid JSON (the
 // record reader checked it).
 func eventTime(rec []byte) (time.Time, bool) {
-	props, ok := jsonField(rec, "properties")
-	if !ok {
-		return time.Time{}, false
-	}
-	v, ok := jsonField(props, "time")
-	if !ok || len(v) == 0 {
+	// One walk: the last "properties" member wins, and within it the last
+	// "time", as encoding/json decides; the properties object is scanned
+	// once.
+	var v []byte
+	ok := false
+	_, good := walkObject(rec, skipSpace(rec, 0), func(k []byte, escaped bool, vs int) int {
+		if !keyIs(k, escaped, "properties") {
+			return skipValue(rec, vs)
+		}
+		v, ok = nil, false
+		if rec[vs] != '{' {
+			return skipValue(rec, vs)
+		}
+		end, good := walkObject(rec, vs, func(k []byte, escaped bool, vs int) int {
+			ve := skipValue(rec, vs)
+			if ve >= 0 && keyIs(k, escaped, "time") {
+				v, ok = rec[vs:ve], true
+			}
+			return ve
+		})
+		if !good {
+			return -1
+		}
+		return end
+	})
+	if !good || !ok || len(v) == 0 {
 		return time.Time{}, false
 	}
 	if v[0] == '"' {
@@ -320,51 +378,47 @@ func parseInt(b []byte) (int64, bool) {
 	return n, true
 }
 
-// jsonField returns the raw value of member key of the JSON object obj (the
-// last one when the key repeats, as encoding/json decides). obj must be
-// valid JSON; anything unexpected gives false.
-func jsonField(obj []byte, key string) ([]byte, bool) {
-	i := skipSpace(obj, 0)
+// walkObject calls visit for each member of the object that starts at
+// obj[i], with the member's raw key, whether the key holds escapes, and
+// where its value starts; visit returns the index after the value (-1
+// stops the walk). It returns the index after the object, and false when
+// the object is malformed.
+func walkObject(obj []byte, i int, visit func(key []byte, escaped bool, vs int) int) (int, bool) {
 	if i >= len(obj) || obj[i] != '{' {
-		return nil, false
+		return -1, false
 	}
 	i++
-	var found []byte
-	ok := false
 	for {
 		i = skipSpace(obj, i)
 		if i >= len(obj) {
-			return nil, false
+			return -1, false
 		}
 		switch obj[i] {
 		case '}':
-			return found, ok
+			return i + 1, true
 		case ',':
 			i++
 			continue
 		case '"':
 		default:
-			return nil, false
+			return -1, false
 		}
 		ks := i
 		ke, escaped := scanString(obj, i)
 		if ke < 0 {
-			return nil, false
+			return -1, false
 		}
 		i = skipSpace(obj, ke)
 		if i >= len(obj) || obj[i] != ':' {
-			return nil, false
+			return -1, false
 		}
 		i = skipSpace(obj, i+1)
-		vs := i
-		ve := skipValue(obj, i)
-		if ve < 0 {
-			return nil, false
+		if i >= len(obj) {
+			return -1, false
 		}
-		if keyIs(obj[ks:ke], escaped, key) {
-			found, ok = obj[vs:ve], true
+		if i = visit(obj[ks:ke], escaped, i); i < 0 {
+			return -1, false
 		}
-		i = ve
 	}
 }
 

@@ -69,15 +69,24 @@ func (e *Exporter) sweepJob(ctx context.Context, id string, res *SweepResult, bu
 	now := e.now()
 
 	if job.Status == ledger.StatusCollecting {
-		if now.Sub(job.UpdatedAt) < e.cfg.Lease {
+		if !e.leaseExpired(job, now) {
 			return nil // a collector is at work
 		}
-		// The collector died (a crash, or killed at the time limit): count
-		// its attempt, so a job that always kills its collector ends.
+		// The collector died (a crash, killed at the time limit or out of
+		// memory): count its attempt, so a job that always kills its
+		// collector ends. Its checkpoint stays, and the collect below
+		// continues from it.
 		fail := job.Attempts >= e.cfg.MaxAttempts
-		job.LastError = fmt.Sprintf("collect did not finish within its lease of %v", e.cfg.Lease)
+		lease := job.LeaseUntil
+		if lease.IsZero() {
+			lease = job.UpdatedAt.Add(e.cfg.Lease)
+		}
+		job.LastError = fmt.Sprintf("collect did not finish within its lease (until %s)", lease.UTC().Format(time.RFC3339))
+		job.LeaseUntil = time.Time{}
+		abandoned := readCheckpoint(job)
 		if fail {
 			job.Status = ledger.StatusFailed
+			job.Collect = nil
 		} else {
 			job.Status = ledger.StatusPending
 			job.Attempts++
@@ -88,6 +97,7 @@ func (e *Exporter) sweepJob(ctx context.Context, id string, res *SweepResult, bu
 		res.Released = append(res.Released, job.ID)
 		e.logJob(ctx, slog.LevelWarn, "sweep: collector lost its lease; job released", job)
 		if fail {
+			e.dropUpload(ctx, job, abandoned)
 			res.Failed = append(res.Failed, job.ID)
 			e.jobEnded(ctx, job)
 			return nil
@@ -181,11 +191,14 @@ func (e *Exporter) sweepJob(ctx context.Context, id string, res *SweepResult, bu
 // expire ends a PENDING job that had no news past its deadline, and cancels
 // its CE job.
 func (e *Exporter) expire(ctx context.Context, job *ledger.Job, etag string, res *SweepResult, reason string) error {
+	abandoned := readCheckpoint(job)
 	job.Status = ledger.StatusExpired
 	job.LastError = reason
+	job.Collect = nil
 	if _, err := e.jobs.Update(ctx, job, etag); err != nil {
 		return conflictOK(err)
 	}
+	e.dropUpload(ctx, job, abandoned)
 	if job.CEJobID != "" {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()

@@ -2,7 +2,6 @@ package importer
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/cebulk/cebulk/internal/lake"
 	"github.com/cebulk/cebulk/internal/ledger"

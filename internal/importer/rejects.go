@@ -3,12 +3,13 @@ package importer
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/cebulk/cebulk/internal/recordio"
 	"github.com/cebulk/cebulk/internal/s3stream"

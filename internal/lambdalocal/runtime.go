@@ -117,6 +117,9 @@ func Start(ctx context.Context, rie, bootstrap string, opts Options) (*Function,
 	}
 }
 
+// PID returns the emulator's process id (the bootstrap runs as its child).
+func (f *Function) PID() int { return f.cmd.Process.Pid }
+
 // Close stops the emulator and waits for it.
 func (f *Function) Close() {
 	f.cancel()

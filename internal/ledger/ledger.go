@@ -130,6 +130,13 @@ type Job struct {
 	// ledger keeps it verbatim, so any writer preserves it and operators
 	// see an import's progress in GET /jobs/{id}.
 	Import json.RawMessage `json:"import,omitempty"`
+	// Collect is an export collect's checkpoint (see internal/exporter):
+	// its multipart upload and how far it got. Kept verbatim like Import.
+	Collect json.RawMessage `json:"collect,omitempty"`
+	// LeaseUntil is when a COLLECTING job's collector is presumed dead
+	// (its invocation's deadline plus a grace); zero means UpdatedAt plus
+	// the owner's default lease.
+	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
 }
 
 // Handoff is the webhook's record of a CE callback for a job.

@@ -398,3 +398,76 @@ func unwrapCause(err error) error {
 	}
 	return mapErr(err)
 }
+
+// Part is one uploaded part of a multipart upload.
+type Part struct {
+	Number int32  `json:"n"`
+	ETag   string `json:"etag"`
+	Size   int64  `json:"size"`
+}
+
+// CreateMultipart starts a multipart upload of bucket/key and returns its
+// upload id. The caller owns it: it must complete or abort it (a bucket
+// lifecycle rule is the backstop, not the plan).
+func (s *Store) CreateMultipart(ctx context.Context, bucket, key string, o PutOptions) (string, error) {
+	in := &s3.CreateMultipartUploadInput{Bucket: &bucket, Key: &key, Metadata: o.Metadata}
+	if o.ContentType != "" {
+		in.ContentType = &o.ContentType
+	}
+	if o.ContentEncoding != "" {
+		in.ContentEncoding = &o.ContentEncoding
+	}
+	out, err := s.api.CreateMultipartUpload(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("create multipart upload s3://%s/%s: %w", bucket, key, mapErr(err))
+	}
+	return aws.ToString(out.UploadId), nil
+}
+
+// UploadPart uploads data as part number n (1..10000) of an upload. Every
+// part but the last must hold at least 5 MiB. Uploading a number again
+// replaces that part.
+func (s *Store) UploadPart(ctx context.Context, bucket, key, uploadID string, n int32, data []byte) (Part, error) {
+	out, err := s.api.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket: &bucket, Key: &key, UploadId: &uploadID, PartNumber: &n,
+		Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
+	})
+	if err != nil {
+		return Part{}, fmt.Errorf("upload part %d of s3://%s/%s: %w", n, bucket, key, mapErr(err))
+	}
+	return Part{Number: n, ETag: aws.ToString(out.ETag), Size: int64(len(data))}, nil
+}
+
+// CompleteMultipart assembles the parts (in order) into the object and
+// returns its ETag.
+func (s *Store) CompleteMultipart(ctx context.Context, bucket, key, uploadID string, parts []Part) (string, error) {
+	cp := make([]types.CompletedPart, len(parts))
+	for i, p := range parts {
+		cp[i] = types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)}
+	}
+	out, err := s.api.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: &bucket, Key: &key, UploadId: &uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: cp},
+	})
+	if err != nil {
+		return "", fmt.Errorf("complete multipart upload s3://%s/%s: %w", bucket, key, mapErr(err))
+	}
+	return aws.ToString(out.ETag), nil
+}
+
+// AbortMultipart aborts an upload and frees its parts. An upload that no
+// longer exists (already completed or aborted) is not an error.
+func (s *Store) AbortMultipart(ctx context.Context, bucket, key, uploadID string) error {
+	_, err := s.api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &bucket, Key: &key, UploadId: &uploadID})
+	if err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload" {
+			return nil
+		}
+		if errors.Is(mapErr(err), ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("abort multipart upload s3://%s/%s: %w", bucket, key, mapErr(err))
+	}
+	return nil
+}

@@ -830,13 +830,14 @@ func TestPolicies(t *testing.T) {
 			s := load(t, v.overrides)
 			secret := "secretsmanager:GetSecretValue " + v.secretGrant()
 			want := map[string][]string{
-				// Nothing the code does not use: the exporter never invokes
-				// itself; the importer reads imports/ by ETag, never by
-				// version id, and never reads reports/ back.
+				// Nothing the code does not use: the exporter invokes itself
+				// only to continue a collect at its deadline (multipart
+				// uploads are s3:PutObject); the importer reads imports/ by
+				// ETag, never by version id, and never reads reports/ back.
 				exportFn.logicalID: slices.Concat(
 					obj("exports/", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"),
 					obj("state/", "s3:GetObject", "s3:PutObject"),
-					[]string{list, secret},
+					[]string{list, secret, "lambda:InvokeFunction " + exportFn.arn()},
 				),
 				importFn.logicalID: slices.Concat(
 					obj("imports/", "s3:GetObject"),

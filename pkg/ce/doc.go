@@ -21,7 +21,12 @@
 // result file. [NewRecordReader] decodes that stream one record at a time,
 // whether CE framed it as a JSON array or as JSON lines; [NewCSVRecordReader]
 // does the same for text/csv downloads. Nothing in this package reads a bulk
-// file whole into memory.
+// file whole into memory. JSON records are framed without decoding them (one
+// grammar-checking pass over the bytes, agreeing with encoding/json on what
+// is valid and where records split); [RecordReader.NextView] hands each
+// record out without a copy, and [RecordReader.Position] with
+// [ResumeRecordReader] continue a stream from a byte offset (a ranged
+// download) where an earlier reader stopped.
 //
 // # Bulk uploads
 //

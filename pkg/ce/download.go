@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -21,6 +23,31 @@ type DownloadOption func(*downloadOptions)
 
 type downloadOptions struct {
 	accept string
+	offset int64
+	ranges *RangeResult
+}
+
+// RangeResult reports how a download from an offset (WithOffset) was
+// served.
+type RangeResult struct {
+	// Ranged is true when CE answered the range (206 with a Content-Range
+	// starting at the offset); false when the file was downloaded from its
+	// start and the first offset bytes were skipped.
+	Ranged bool
+}
+
+// WithOffset makes Download return the result file from byte offset on:
+// it asks CE for "Range: bytes=<offset>-" and accepts the answer only when
+// it is 206 Partial Content with a Content-Range that starts at offset;
+// any other answer (200, 416, a 206 for another range) is dropped and the
+// file is downloaded from its start, its first offset bytes read and
+// discarded. When res is not nil it reports which happened. An offset of 0
+// is an ordinary download.
+func WithOffset(offset int64, res *RangeResult) DownloadOption {
+	return func(o *downloadOptions) {
+		o.offset = max(offset, 0)
+		o.ranges = res
+	}
 }
 
 // WithAccept sets the Accept header of a download (default
@@ -56,21 +83,70 @@ func (c *Client) Download(ctx context.Context, jobID, object string, opts ...Dow
 			opt(&o)
 		}
 	}
-	req, err := c.newRequest(ctx, http.MethodGet, c.bulkPath(jobID, object), nil)
+	what := fmt.Sprintf("ce: download job %s %s", jobID, object)
+	get := func(offset int64) (*http.Response, error) {
+		req, err := c.newRequest(ctx, http.MethodGet, c.bulkPath(jobID, object), nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Accept", o.accept)
+		if offset > 0 {
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
+		}
+		return c.bareDo(req)
+	}
+	if o.offset > 0 {
+		resp, err := get(o.offset)
+		if err == nil && resp.StatusCode == http.StatusPartialContent && rangeStarts(resp.Header.Get("Content-Range"), o.offset) {
+			if o.ranges != nil {
+				o.ranges.Ranged = true
+			}
+			return &downloadBody{ctx: ctx, body: resp.Body, want: resp.ContentLength, what: what}, nil
+		}
+		if err == nil {
+			resp.Body.Close()
+		} else if ctx.Err() != nil {
+			return nil, err
+		}
+	}
+	resp, err := get(0)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", o.accept)
-	resp, err := c.bareDo(req)
-	if err != nil {
-		return nil, err
+	body := &downloadBody{ctx: ctx, body: resp.Body, want: resp.ContentLength, what: what}
+	if o.offset > 0 {
+		if o.ranges != nil {
+			o.ranges.Ranged = false
+		}
+		if _, err := io.CopyN(io.Discard, body, o.offset); err != nil {
+			body.Close()
+			if err == io.EOF {
+				err = fmt.Errorf("%s: the file has fewer than %d bytes: %w", what, o.offset, io.ErrUnexpectedEOF)
+			}
+			return nil, err
+		}
 	}
-	return &downloadBody{
-		ctx:  ctx,
-		body: resp.Body,
-		want: resp.ContentLength,
-		what: fmt.Sprintf("ce: download job %s %s", jobID, object),
-	}, nil
+	return body, nil
+}
+
+// rangeStarts reports whether a Content-Range value ("bytes 10-99/100" or
+// "bytes 10-99/*") describes a range starting at offset.
+func rangeStarts(v string, offset int64) bool {
+	rest, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return false
+	}
+	span, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return false
+	}
+	first, last, ok := strings.Cut(span, "-")
+	if !ok {
+		return false
+	}
+	f, err1 := strconv.ParseInt(first, 10, 64)
+	l, err2 := strconv.ParseInt(last, 10, 64)
+	return err1 == nil && err2 == nil && f == offset && l >= f
 }
 
 // downloadBody turns every way a body can end early into an error.

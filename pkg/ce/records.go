@@ -35,18 +35,36 @@ func WithMaxRecordSize(n int64) RecordOption {
 }
 
 // RecordReader reads the records of a bulk file one at a time, without
-// buffering the file. Build it with NewRecordReader (JSON) or
-// NewCSVRecordReader (CSV). It is not safe for concurrent use.
+// buffering the file. Build it with NewRecordReader (JSON),
+// ResumeRecordReader (JSON, from a Position) or NewCSVRecordReader (CSV).
+// It is not safe for concurrent use.
+//
+// JSON records are framed without being decoded: one pass over each
+// record's bytes checks it against the JSON grammar (as strictly as
+// encoding/json: the same inputs are valid and records split at the same
+// places) and finds where it ends.
 type RecordReader struct {
 	src   io.Reader
 	limit int64
-	next  func() (json.RawMessage, error) // nil until the stream is sniffed
-	guard *guardReader
+	next  func() ([]byte, error) // nil until the stream is sniffed
+
+	fr    *framer // JSON
+	array bool    // JSON array framing (else JSON lines)
+	state int     // array: arrayBefore, arrayFirst, arrayMore, arrayClosed
+	end   int64   // stream offset after the last record returned
 
 	index  int64 // records returned so far
 	prefix int64 // bytes skipped before the decoder's input (space, BOM)
 	err    error // sticky
 }
+
+// Array framing states.
+const (
+	arrayBefore = iota // '[' not read yet
+	arrayFirst         // after '[': a record or ']'
+	arrayMore          // after a record: ',' or ']'
+	arrayClosed        // after ']'
+)
 
 // NewRecordReader returns a reader of the JSON records in r. On the first
 // call to Next it looks at the first byte that is not white space (after an
@@ -68,6 +86,46 @@ func NewRecordReader(r io.Reader, opts ...RecordOption) *RecordReader {
 	return rr
 }
 
+// Position is where a JSON RecordReader stands after a record: the stream
+// offset just after it, the records read so far, and the stream's framing.
+// A reader resumed there (ResumeRecordReader) reads exactly the records
+// that follow.
+type Position struct {
+	Offset  int64 `json:"offset"`
+	Records int64 `json:"records"`
+	Array   bool  `json:"array,omitempty"`
+}
+
+// Position returns the reader's position after the last record Next or
+// NextView returned (Offset 0 before the first).
+func (rr *RecordReader) Position() Position {
+	return Position{Offset: rr.end, Records: rr.index, Array: rr.array}
+}
+
+// ResumeRecordReader returns a JSON record reader for a stream that starts
+// at p.Offset of the stream p came from: r yields the bytes from that
+// offset on. Record indexes and offsets (in DecodeError and Position)
+// continue from p. A zero Position is the same as NewRecordReader.
+func ResumeRecordReader(r io.Reader, p Position, opts ...RecordOption) *RecordReader {
+	rr := NewRecordReader(r, opts...)
+	if p.Offset == 0 && p.Records == 0 {
+		return rr
+	}
+	rr.index, rr.end, rr.array = p.Records, p.Offset, p.Array
+	rr.fr = newFramer(&stickyReader{r: r}, rr.limit)
+	rr.fr.base = p.Offset
+	if rr.array {
+		rr.state = arrayMore
+		if p.Records == 0 {
+			rr.state = arrayFirst
+		}
+		rr.next = rr.arrayNext
+	} else {
+		rr.next = rr.linesNext
+	}
+	return rr
+}
+
 // Next returns the next record as raw JSON, owned by the caller. It returns
 // io.EOF after the last record of a well-formed stream. A syntax error, a
 // truncated stream (including an array without its closing bracket), a
@@ -76,6 +134,17 @@ func NewRecordReader(r io.Reader, opts ...RecordOption) *RecordReader {
 // and the byte offset where decoding of that record began. Errors are
 // sticky: every later call returns the same error.
 func (rr *RecordReader) Next() (json.RawMessage, error) {
+	rec, err := rr.NextView()
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(rec), nil
+}
+
+// NextView is Next without the copy: the record is a view of the reader's
+// buffer, valid only until the next call to Next or NextView. It is the
+// fast path for callers that write each record on at once.
+func (rr *RecordReader) NextView() ([]byte, error) {
 	if rr.err != nil {
 		return nil, rr.err
 	}
@@ -91,150 +160,141 @@ func (rr *RecordReader) Next() (json.RawMessage, error) {
 		return nil, err
 	}
 	rr.index++
+	if rr.fr != nil {
+		rr.end = rr.fr.offset()
+	}
 	return rec, nil
 }
 
 // Count returns the number of records Next has returned.
 func (rr *RecordReader) Count() int64 { return rr.index }
 
-// fail builds the DecodeError for the current record.
+// fail builds the DecodeError for the current record; offset is absolute
+// for JSON streams.
 func (rr *RecordReader) fail(offset int64, err error) error {
 	if errors.Is(err, errGuardTripped) {
 		err = ErrRecordTooLarge
 	}
-	return &DecodeError{Index: rr.index, Offset: rr.prefix + offset, Err: err}
+	if rr.fr == nil {
+		offset += rr.prefix
+	}
+	return &DecodeError{Index: rr.index, Offset: offset, Err: err}
 }
 
-// sniff picks the decoder from the first significant byte.
+// sniff picks the framing from the first significant byte.
 func (rr *RecordReader) sniff() error {
-	br := bufio.NewReader(&stickyReader{r: rr.src})
-	var skipped int64
-	if b, err := br.Peek(3); err == nil && bytes.Equal(b, []byte("\xEF\xBB\xBF")) {
-		br.Discard(3)
-		skipped = 3
+	rr.fr = newFramer(&stickyReader{r: rr.src}, rr.limit)
+	fr := rr.fr
+	for fr.w-fr.r < 3 && fr.fill(fr.r) {
 	}
-	for {
-		c, err := br.ReadByte()
-		if err == io.EOF {
-			rr.next = func() (json.RawMessage, error) { return nil, io.EOF }
-			return nil
-		}
-		if err != nil {
-			return &DecodeError{Offset: skipped, Err: err}
-		}
-		if isJSONSpace(c) {
-			skipped++
-			continue
-		}
-		_ = br.UnreadByte()
-		rr.prefix = skipped
-		switch c {
-		case '[':
-			rr.guard = &guardReader{r: br, limit: rr.limit}
-			dec := json.NewDecoder(rr.guard)
-			rr.guard.consumed = dec.InputOffset
-			rr.next = rr.arrayNext(dec)
-			return nil
-		case '{':
-			rr.guard = &guardReader{r: br, limit: rr.limit}
-			dec := json.NewDecoder(rr.guard)
-			rr.guard.consumed = dec.InputOffset
-			rr.next = rr.linesNext(dec)
-			return nil
-		}
-		return &DecodeError{Offset: skipped, Err: fmt.Errorf("unexpected first byte %q: want '[' or '{'", c)}
+	if fr.w >= 3 && bytes.Equal(fr.buf[:3], []byte("\xEF\xBB\xBF")) {
+		fr.r = 3
 	}
-}
-
-func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
-
-// arrayNext streams the elements of a JSON array.
-func (rr *RecordReader) arrayNext(dec *json.Decoder) func() (json.RawMessage, error) {
-	opened, closed := false, false
-	return func() (json.RawMessage, error) {
-		if !opened {
-			if _, err := dec.Token(); err != nil { // '['
-				return nil, rr.fail(dec.InputOffset(), err)
-			}
-			opened = true
+	c, ok := fr.peek()
+	if !ok {
+		if err := fr.sourceErr(); err != nil {
+			return &DecodeError{Offset: fr.offset(), Err: err}
 		}
-		if closed {
-			return nil, io.EOF
-		}
-		if !dec.More() {
-			// ']' or the end of a truncated stream.
-			offset := dec.InputOffset()
-			tok, err := dec.Token()
-			if err == io.EOF {
-				err = fmt.Errorf("array not closed: %w", io.ErrUnexpectedEOF)
-			}
-			if err != nil {
-				return nil, rr.fail(offset, err)
-			}
-			if d, ok := tok.(json.Delim); !ok || d != ']' {
-				return nil, rr.fail(offset, fmt.Errorf("unexpected %v in array", tok))
-			}
-			closed = true
-			if err := expectEnd(dec); err != nil {
-				return nil, rr.fail(dec.InputOffset(), err)
-			}
-			return nil, io.EOF
-		}
-		return rr.decodeObject(dec)
-	}
-}
-
-// linesNext decodes a sequence of JSON objects separated by white space.
-func (rr *RecordReader) linesNext(dec *json.Decoder) func() (json.RawMessage, error) {
-	return func() (json.RawMessage, error) {
-		if !dec.More() {
-			// More is false at the end of input, and also on a stray ']'
-			// or '}' or on a read error: Decode tells them apart.
-			offset := dec.InputOffset()
-			var raw json.RawMessage
-			err := dec.Decode(&raw)
-			if err == io.EOF {
-				return nil, io.EOF
-			}
-			if err == nil {
-				err = errors.New("unexpected value")
-			}
-			return nil, rr.fail(offset, err)
-		}
-		return rr.decodeObject(dec)
-	}
-}
-
-// decodeObject decodes one value and checks that it is an object.
-func (rr *RecordReader) decodeObject(dec *json.Decoder) (json.RawMessage, error) {
-	offset := dec.InputOffset()
-	var raw json.RawMessage
-	if err := dec.Decode(&raw); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, rr.fail(offset, err)
-	}
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return nil, rr.fail(offset, errors.New("record is not a JSON object"))
-	}
-	if int64(len(raw)) > rr.limit {
-		return nil, rr.fail(offset, ErrRecordTooLarge)
-	}
-	return raw, nil
-}
-
-// expectEnd checks that nothing but white space follows a closed array.
-func expectEnd(dec *json.Decoder) error {
-	tok, err := dec.Token()
-	switch {
-	case err == io.EOF:
+		rr.next = func() ([]byte, error) { return nil, io.EOF }
 		return nil
-	case err != nil:
-		return err
 	}
-	return fmt.Errorf("unexpected %v after the array", tok)
+	rr.prefix = fr.offset()
+	switch c {
+	case '[':
+		rr.array = true
+		rr.next = rr.arrayNext
+		return nil
+	case '{':
+		rr.next = rr.linesNext
+		return nil
+	}
+	return &DecodeError{Offset: fr.offset(), Err: fmt.Errorf("unexpected first byte %q: want '[' or '{'", c)}
+}
+
+// endOfStream is the error for a stream that ended where start was read:
+// the source's failure, or io.ErrUnexpectedEOF wrapped in what.
+func (rr *RecordReader) endOfStream(start int64, what string) error {
+	if err := rr.fr.sourceErr(); err != nil {
+		return rr.fail(start, err)
+	}
+	return rr.fail(start, fmt.Errorf("%s: %w", what, io.ErrUnexpectedEOF))
+}
+
+// arrayNext returns the next element of a JSON array.
+func (rr *RecordReader) arrayNext() ([]byte, error) {
+	fr := rr.fr
+	if rr.state == arrayClosed {
+		return nil, io.EOF
+	}
+	if rr.state == arrayBefore {
+		fr.peek() // '[' (sniffed)
+		fr.r++
+		rr.state = arrayFirst
+	}
+	start := fr.offset()
+	c, ok := fr.peek()
+	if ok && rr.state == arrayFirst {
+		start = fr.offset()
+	}
+	if !ok {
+		return nil, rr.endOfStream(fr.offset(), "array not closed")
+	}
+	switch {
+	case c == ']':
+		fr.r++
+		rr.state = arrayClosed
+		if c, ok := fr.peek(); ok {
+			return nil, rr.fail(fr.offset(), fmt.Errorf("unexpected %q after the array", c))
+		}
+		if err := fr.sourceErr(); err != nil {
+			return nil, rr.fail(fr.offset(), err)
+		}
+		return nil, io.EOF
+	case rr.state == arrayMore && c == ',':
+		start = fr.offset()
+		fr.r++
+		if c, ok = fr.peek(); !ok {
+			return nil, rr.endOfStream(start, "array cut after a comma")
+		}
+	case rr.state == arrayMore:
+		return nil, rr.fail(fr.offset(), fmt.Errorf("invalid character %q after array element", c))
+	}
+	rec, err := rr.record(c)
+	if err != nil {
+		return nil, rr.fail(start, err)
+	}
+	rr.state = arrayMore
+	return rec, nil
+}
+
+// linesNext returns the next of a sequence of JSON objects separated by
+// white space.
+func (rr *RecordReader) linesNext() ([]byte, error) {
+	fr := rr.fr
+	c, ok := fr.peek()
+	if !ok {
+		if err := fr.sourceErr(); err != nil {
+			return nil, rr.fail(fr.offset(), err)
+		}
+		return nil, io.EOF
+	}
+	start := fr.offset()
+	rec, err := rr.record(c)
+	if err != nil {
+		return nil, rr.fail(start, err)
+	}
+	return rec, nil
+}
+
+// record frames the object that starts with c, the next unread byte.
+func (rr *RecordReader) record(c byte) ([]byte, error) {
+	if c != '{' {
+		if _, err := rr.fr.value(); err != nil && err != ErrRecordTooLarge {
+			return nil, err
+		}
+		return nil, errors.New("record is not a JSON object")
+	}
+	return rr.fr.value()
 }
 
 // errGuardTripped is returned by guardReader when the decoder holds more
@@ -291,13 +351,13 @@ func NewCSVRecordReader(r io.Reader, opts ...RecordOption) *RecordReader {
 	return rr
 }
 
-func (rr *RecordReader) csvNext() func() (json.RawMessage, error) {
+func (rr *RecordReader) csvNext() func() ([]byte, error) {
 	var (
 		cr     *csv.Reader
 		header []string
 		buf    bytes.Buffer
 	)
-	return func() (json.RawMessage, error) {
+	return func() ([]byte, error) {
 		if cr == nil {
 			br := bufio.NewReader(&stickyReader{r: rr.src})
 			if b, err := br.Peek(3); err == nil && bytes.Equal(b, []byte("\xEF\xBB\xBF")) {

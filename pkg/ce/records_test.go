@@ -100,7 +100,7 @@ func TestRecordReaderErrors(t *testing.T) {
 		{"non-object element", `[{"a":1},2]`, 1, 1, 8, nil},
 		{"null element", `[null]`, 0, 0, 1, nil},
 		{"garbage after array", `[{"a":1}] x`, 1, 1, 10, nil},
-		{"second array", `[{"a":1}][]`, 1, 1, 10, nil},
+		{"second array", `[{"a":1}][]`, 1, 1, 9, nil}, // the offending byte
 		{"broken JSON line", "{\"a\":1}\n{\"b\" 2}\n{\"c\":3}\n", 1, 1, 8, nil},
 		{"truncated JSON line", "{\"a\":1}\n{\"b\":", 1, 1, 8, io.ErrUnexpectedEOF},
 		{"array in JSON lines", "{\"a\":1}\n[1]\n", 1, 1, 8, nil},

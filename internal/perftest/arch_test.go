@@ -1,0 +1,5 @@
+package perftest
+
+import "runtime"
+
+func runtimeArch() string { return runtime.GOARCH }

@@ -1,0 +1,149 @@
+package perftest
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cebulk/cebulk/internal/awstest"
+)
+
+// functions are the bootstraps measured, with the environment each needs
+// to initialise (nothing in it is contacted before the first request).
+var functions = []struct {
+	name, pkg string
+}{
+	{"hello", "./internal/perftest/hello"},
+	{"export", "./functions/export"},
+	{"import", "./functions/import"},
+	{"webhook", "./functions/webhook"},
+}
+
+// buildProduction builds pkg as make build-* does (static, -s -w,
+// lambda.norpc) for goarch into dir and returns the binary's path.
+func buildProduction(tb testing.TB, pkg, goarch, dir string) string {
+	tb.Helper()
+	out := filepath.Join(dir, goarch, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "lambda.norpc", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Dir = moduleRoot(tb)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+func moduleRoot(tb testing.TB) string {
+	tb.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || len(strings.TrimSpace(string(out))) == 0 {
+		tb.Fatalf("go env GOMOD: %v", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+// coldStart execs bin with a runtime API stand-in and returns the time
+// from exec to its first GET /runtime/invocation/next.
+func coldStart(tb testing.TB, bin string, env []string) time.Duration {
+	tb.Helper()
+	next := make(chan time.Time, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/runtime/invocation/next") {
+			select {
+			case next <- time.Now():
+			default:
+			}
+			<-r.Context().Done() // no work: the process is killed
+			return
+		}
+		w.WriteHeader(http.StatusAccepted) // init/error
+	}))
+	defer srv.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = append(env, "AWS_LAMBDA_RUNTIME_API="+strings.TrimPrefix(srv.URL, "http://"))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill(); <-exited }()
+	select {
+	case t := <-next:
+		return t.Sub(t0)
+	case err := <-exited:
+		tb.Fatalf("%s exited before asking for work: %v\n%s", bin, err, out.String())
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("%s did not ask for work within 30s\n%s", bin, out.String())
+	}
+	return 0
+}
+
+// BenchmarkColdStart measures, for each function and a hello-world
+// aws-lambda-go bootstrap in the same run, the time from exec to the first
+// request for work from the runtime API (what Lambda's Init duration
+// covers), as the median of rounds run in turn; and the production
+// (arm64) binary sizes. x-hello is a function's median over hello's.
+func BenchmarkColdStart(b *testing.B) {
+	awstest.Endpoint(b) // the SDK's environment, as under make test
+	dir := b.TempDir()
+	env := append(os.Environ(),
+		"CE_BASE_URL=http://127.0.0.1:9", "CE_SECRET_ID=cebulk", "DATA_BUCKET=cebulk-bench",
+		"EXPORT_FUNCTION_NAME=export", "IMPORT_FUNCTION_NAME=import",
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024", "AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
+		"AWS_LAMBDA_LOG_FORMAT=JSON",
+	)
+	bins := map[string]string{}
+	sizes := map[string]float64{}
+	for _, f := range functions {
+		bins[f.name] = buildProduction(b, f.pkg, runtimeArch(), dir)
+		arm := buildProduction(b, f.pkg, "arm64", dir)
+		st, err := os.Stat(arm)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sizes[f.name] = float64(st.Size()) / 1e6
+	}
+	rounds := 15
+	if v, err := strconv.Atoi(os.Getenv("CEBULK_COLDSTART_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	times := map[string][]time.Duration{}
+	b.ResetTimer()
+	for range b.N {
+		for range rounds {
+			for _, f := range functions {
+				fenv := append(slices.Clone(env), "AWS_LAMBDA_FUNCTION_NAME="+f.name)
+				times[f.name] = append(times[f.name], coldStart(b, bins[f.name], fenv))
+			}
+		}
+	}
+	b.StopTimer()
+	median := func(d []time.Duration) time.Duration {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	hello := median(times["hello"])
+	var lines []string
+	for _, f := range functions {
+		m := median(times[f.name])
+		b.ReportMetric(float64(m.Microseconds())/1e3, f.name+"-ms")
+		if f.name != "hello" {
+			b.ReportMetric(float64(m)/float64(hello), f.name+"-x-hello")
+		}
+		b.ReportMetric(sizes[f.name], f.name+"-arm64-MB")
+		lines = append(lines, fmt.Sprintf("%s %.1f ms (%.2fx hello, %.1f MB arm64)", f.name, float64(m.Microseconds())/1e3, float64(m)/float64(hello), sizes[f.name]))
+	}
+	b.Logf("cold start, median of %d: %s", rounds, strings.Join(lines, ", "))
+}
