@@ -227,6 +227,7 @@ func (e *Exporter) Collect(ctx context.Context, id string) (CollectResult, error
 			e.logJob(ctx, slog.LevelWarn, "watermark not advanced", job, slog.String("err", err.Error()))
 		}
 	}
+	e.emitMetrics(ctx, []string{job.Object}, &res)
 	return res, nil
 }
 

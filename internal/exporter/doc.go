@@ -118,6 +118,16 @@
 // the timed steps (starting a CE job, uploading a part, publishing a
 // partition, a whole collect) add their duration as durationMs.
 //
+// # Metrics
+//
+// Runs, sweeps and collects end by writing CloudWatch embedded-metric-format
+// lines to Config.Metrics (metrics.go, one place): per day object the
+// watermark's age in hours and the days pending ([Exporter.Freshness]),
+// per collect the records and bytes published, and the budget left once
+// there is a budget to read (the budgetLeft hook). JobsFailed counts jobs
+// that end FAILED or EXPIRED. template.yaml's freshness alarm and dashboard
+// read them.
+//
 // # Deviations from the design
 //
 //   - Replacing a published partition (a backfill of a done day), a

@@ -394,6 +394,7 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 		slog.Int("started", len(res.Started)),
 		slog.Int("skipped", len(res.Skipped)),
 		slog.Int("deferred", res.Deferred))
+	e.emitMetrics(ctx, e.cfg.Objects, nil)
 	return res, nil
 }
 
@@ -619,7 +620,7 @@ func formatWindow(w *ledger.Window) string {
 // jobEnded emits the JobsFailed metric for a job that ended FAILED or
 // EXPIRED.
 func (e *Exporter) jobEnded(ctx context.Context, job *ledger.Job) {
-	if err := logging.Metric(e.cfg.Metrics, "export", "JobsFailed", 1, e.now()); err != nil {
+	if err := logging.Metric(e.cfg.Metrics, "export", MetricJobsFailed, 1, e.now()); err != nil {
 		e.log.WarnContext(ctx, "write metric", "err", err.Error())
 	}
 	e.logJob(ctx, slog.LevelError, "export job ended "+string(job.Status), job, slog.String("lastError", job.LastError))

@@ -61,6 +61,7 @@ func (e *Exporter) Sweep(ctx context.Context) (SweepResult, error) {
 		slog.Int("collected", len(res.Collected)), slog.Int("restarted", len(res.Restarted)),
 		slog.Int("failed", len(res.Failed)), slog.Int("expired", len(res.Expired)),
 		slog.Int("waiting", res.Waiting), slog.Int("errors", len(res.Errors)))
+	e.emitMetrics(ctx, e.cfg.Objects, nil)
 	return res, nil
 }
 

@@ -137,6 +137,13 @@
 //   - summary.json, last; its ceErrors and ceErrorsWithLine count the lines
 //     of ce-errors.jsonl and those with a line.
 //
+// summary.json is one JSON line, so that Athena reads it. After it,
+// finalize writes the lake's index: two one-line symlink files,
+// reports/lake/import_summaries/dt=<day finished>/<importId>.txt and
+// reports/lake/import_rejects/…, naming summary.json and rejects.jsonl.gz
+// (internal/lake). A finished import that is not a dry run writes one EMF
+// line with its RowsSent, RowsRejected and RowsCERejected.
+//
 // The summary's status is FAILED
 // when the file could not be read (through), the import gave up, or nothing
 // was accepted; PARTIAL when rows were rejected, CE failed records, or a
