@@ -47,6 +47,7 @@ type Budget interface {
 	Limit() int
 	Claim(ctx context.Context, n int) (budget.Grant, error)
 	Refund(ctx context.Context, g budget.Grant, n int) error
+	Usage(ctx context.Context) (budget.Usage, error)
 }
 
 // Config configures an Exporter. Zero fields take the defaults noted.
@@ -304,6 +305,7 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 			}
 		}
 		if len(snaps) == 0 {
+			e.emitMetrics(ctx, e.cfg.Objects, nil)
 			return res, nil
 		}
 		objects, pr.Objects = snaps, snaps

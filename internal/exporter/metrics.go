@@ -71,10 +71,19 @@ func (e *Exporter) Freshness(ctx context.Context, object string) (f Freshness, o
 // maxPendingDays bounds the DaysPending count (ten years).
 const maxPendingDays = 3660
 
-// budgetLeft is the hook for the Mixpanel query budget: how many export
-// queries may still start this hour. ok is false while there is no budget
-// to read (then BudgetLeft is not emitted).
-func (e *Exporter) budgetLeft(context.Context) (left int, ok bool) { return 0, false }
+// budgetLeft is how many export queries may still start this hour. ok is
+// false without a budget, or when it cannot be read (logged).
+func (e *Exporter) budgetLeft(ctx context.Context) (left int, ok bool) {
+	if e.cfg.Budget == nil {
+		return 0, false
+	}
+	u, err := e.cfg.Budget.Usage(ctx)
+	if err != nil {
+		e.log.WarnContext(ctx, "budget metric not written", "err", err.Error())
+		return 0, false
+	}
+	return u.Left(), true
+}
 
 // emitMetrics writes, at the end of a run, a sweep or a collect, the
 // freshness of the given objects (day objects only), the budget left (runs

@@ -102,6 +102,10 @@ func TestRunHourByHour(t *testing.T) {
 			t.Fatalf("a sweep in the same hour started %v", s.Started)
 		}
 	}
+	// The run and each sweep report the hour's budget as spent.
+	if diff := cmp.Diff(map[string][]float64{"": {0, 0, 0, 0}}, metricValues(t, e, MetricBudgetLeft)); diff != "" {
+		t.Errorf("BudgetLeft after the run and three sweeps (-want +got):\n%s", diff)
+	}
 	r, _, err := ReadRun(t.Context(), e.s3, e.bucket, "backfill-40")
 	if err != nil {
 		t.Fatal(err)
