@@ -13,8 +13,9 @@ BUILD_LAMBDA = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_LAMBDA) $(GO) build -tri
 all: lint test
 
 ## test: every test, with the local AWS stack (moto server + Lambda runtime emulator),
-## each function's AWS requests authorised against its template role (internal/awsauthz).
-test: iam-simulate
+## each function's AWS requests authorised against its template role (internal/awsauthz),
+## and the lake's SQL checks on DuckDB (make lake-engine).
+test: iam-simulate lake-engine
 	@scripts/with-stack.sh $(GO) test -race -count=1 -timeout 20m ./...
 
 ## test-short: unit tests only (no local stack; integration tests skip).
@@ -38,7 +39,7 @@ bench: iam-simulate
 	@scripts/with-stack.sh $(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 60m ./...
 
 ## demo: the whole flow on this machine (no cloud account): export, callback, import; files land in demo-out/.
-demo: iam-simulate
+demo: iam-simulate lake-engine
 	$(GO) run ./cmd/cebulk demo -out demo-out
 
 ## emulator: serve the CE emulator on 127.0.0.1:8090 with sample data.
@@ -74,6 +75,24 @@ build-all:
 	$(MAKE) --no-print-directory build-ImportFunction ARTIFACTS_DIR=$(CURDIR)/bin/import
 	$(MAKE) --no-print-directory build-WebhookFunction ARTIFACTS_DIR=$(CURDIR)/bin/webhook
 # ---- end samtemplate --------------------------------------------------------
+
+# ---- lake: the local SQL engine for the lake checks and the demo -----------
+# DuckDB through its Node.js API (native bindings ship as npm packages), pinned
+# to internal/lake.DuckDBVersion, installed into .tools/duckdb (git-ignored).
+# Test-only: nothing here is deployed.
+DUCKDB_NODE_API := 1.5.6-r.1
+LAKE_ENGINE_STAMP := .tools/duckdb/.installed-$(DUCKDB_NODE_API)
+.PHONY: lake-engine
+
+## lake-engine: install DuckDB (@duckdb/node-api) for the lake's SQL checks and the demo's queries.
+lake-engine: $(LAKE_ENGINE_STAMP)
+
+$(LAKE_ENGINE_STAMP):
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: install Node.js 20+ to run the lake's SQL checks" >&2; exit 2; }
+	rm -rf .tools/duckdb && mkdir -p .tools/duckdb
+	npm install --prefix .tools/duckdb --no-save --no-package-lock --no-audit --no-fund --loglevel=error @duckdb/node-api@$(DUCKDB_NODE_API)
+	touch $@
+# ---- end lake ---------------------------------------------------------------
 
 # ---- awsauthz: the IAM policy evaluator (test-only npm tool) ----------------
 # @cloud-copilot/iam-simulate is AGPL: installed into the git-ignored .tools/

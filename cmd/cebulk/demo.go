@@ -221,6 +221,11 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.say("%d objects copied to %s", n, filepath.Join(d.out, "bucket"))
+
+	d.begin("query the lake: the SQL a user runs in Athena, run here on DuckDB")
+	if err := d.queryLake(ctx, filepath.Join(d.out, "bucket")); err != nil {
+		return err
+	}
 	fmt.Fprintf(d.w, "\ndemo finished: look at %s (bucket/ holds the data lake, logs/ each function's JSON logs)\n", d.out)
 	return nil
 }

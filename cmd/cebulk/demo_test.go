@@ -66,6 +66,13 @@ func TestDemo(t *testing.T) {
 	if n := gzipLines(t, filepath.Join(bucket, "reports", "imports", "users", "demo-users.csv", "rejects.jsonl.gz")); n != 3 {
 		t.Errorf("rejects = %d lines, want 3", n)
 	}
+	checkLake(t, bucket)
+	checkDemoMetrics(t, filepath.Join(out, "logs"))
+	for _, want := range []string{"SELECT dt, count(*) AS events", "FROM " + demoDatabase + ".activities"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks the Athena query %q", want)
+		}
+	}
 	for _, name := range []string{"cebulk-export.log", "cebulk-import.log", "cebulk-webhook.log"} {
 		logs, err := os.ReadFile(filepath.Join(out, "logs", name))
 		if err != nil {

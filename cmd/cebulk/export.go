@@ -16,6 +16,7 @@ import (
 
 	"github.com/cebulk/cebulk/internal/syncio"
 
+	"github.com/cebulk/cebulk/internal/budget"
 	"github.com/cebulk/cebulk/internal/exporter"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/s3stream"
@@ -31,6 +32,9 @@ type exportSettings struct {
 	location     *time.Location
 	lag          time.Duration
 	maxJobs      int
+	perHour      int
+	basis        exporter.TimeBasis
+	lookback     int
 	wait, poll   time.Duration
 }
 
@@ -49,7 +53,10 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.String("start", "", "first `day` of an object without a watermark, for a run without -from/-to\n(default $EXPORT_START, else yesterday)")
 	fs.String("timezone", "", "IANA `zone` the day partitions follow (default $EXPORT_TIMEZONE, else UTC)")
 	fs.String("lag", "", "how long after a day ends before it is exported, as a `duration` (default $EXPORT_LAG, else 2h)")
-	fs.String("max-jobs", "", "most CE jobs the run, and each sweep, starts: `n` from 1 to 60 (default $EXPORT_MAX_JOBS, else 6)")
+	fs.String("max-jobs", "", "most CE jobs the run, and each sweep, starts: `n` from 1 to 60 (default $EXPORT_MAX_JOBS, else 60)")
+	fs.String("queries-per-hour", "", "the deployment's query budget, shared with the ExportFunction: `n` from 1 to 60\n(default $EXPORT_QUERIES_PER_HOUR, else 50)")
+	fs.String("lookback", "", "finished `days` a run without -from/-to exports again for late events, e.g. 5d (default $EXPORT_LOOKBACK, else 5d)")
+	fs.String("time-basis", "", "what the project's event times count: `utc` or project (default $EXPORT_TIME_BASIS, else utc)")
 	wait := fs.Duration("wait", 2*time.Hour, "how long to wait for the started jobs to end; 0 starts them and exits")
 	poll := fs.Duration("poll", 15*time.Second, "how often to sweep (poll CE, collect, retry) while waiting")
 	fs.String("log-level", "", "`level` of the pipeline's logs on stderr: debug, info, warn, error\n(default $LOG_LEVEL, else warn)")
@@ -82,20 +89,27 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	b, err := budget.New(c.Store, common.Bucket, s.perHour)
+	if err != nil {
+		return err
+	}
 	ex := exporter.New(exporter.Config{
-		Bucket:   common.Bucket,
-		Objects:  s.objects,
-		Start:    s.start,
-		Location: s.location,
-		Lag:      s.lag,
-		MaxJobs:  s.maxJobs,
+		Bucket:    common.Bucket,
+		Objects:   s.objects,
+		Start:     s.start,
+		Location:  s.location,
+		Lag:       s.lag,
+		MaxJobs:   s.maxJobs,
+		Budget:    b,
+		TimeBasis: s.basis,
+		Lookback:  s.lookback,
 		// No callback: the jobs are polled by this command's sweeps (at
 		// once, as PollAfter is 0 without a callback URL), or by the
 		// ExportFunction's sweeps if this command stops first.
 		CallbackURL: "",
 	}, c.CE, c.Store, c.Jobs, c.Log)
 
-	req := exporter.RunRequest{From: s.from, To: s.to, RunID: "cebulk-export-" + time.Now().UTC().Format("20060102T150405Z")}
+	req := exporter.RunRequest{From: s.from, To: s.to, RunID: "cebulk-export-" + time.Now().UTC().Format("20060102T150405Z"), By: "cebulk export"}
 	if s.objectsGiven {
 		req.Objects = s.objects
 	}
@@ -105,7 +119,17 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("export run: %w", err)
 	}
+	if res.RunID != "" && s.wait > 0 && res.Deferred > 0 {
+		// A run longer than the budget allows at once: follow the run
+		// (the sweeps start its other days hour by hour) with a progress
+		// line. A run started whole is followed job by job below.
+		p := &runProgress{ex: ex, store: c.Store, budget: b, bucket: common.Bucket, out: stdout, errw: errw, tty: isTerminal(stdout)}
+		return p.wait(ctx, res.RunID, s.wait, s.poll)
+	}
 	switch {
+	case len(res.Started) == 0 && res.Deferred > 0:
+		fmt.Fprintf(stdout, "export: the query budget is spent for this hour: the ExportFunction's sweeps start the %s left\n", plural(res.Deferred, "day"))
+		return nil
 	case len(res.Started) == 0:
 		fmt.Fprintln(stdout, "export: no job started")
 		return nil
@@ -167,6 +191,9 @@ func readExportFlags(fs *flag.FlagSet, from, to string, wait, poll time.Duration
 		if ferr == nil && terr == nil && !f.Before(t) {
 			bad("-to (%s) must come after -from (%s): -to is exclusive", to, from)
 		}
+		if ferr == nil && terr == nil && t.Sub(f) > exporter.MaxRunDays*24*time.Hour {
+			bad("-from %s to -to %s is over %d days (three years)", from, to, exporter.MaxRunDays)
+		}
 	}
 
 	start, src := flagOrEnv(fs, "start", "EXPORT_START", "")
@@ -184,6 +211,18 @@ func readExportFlags(fs *flag.FlagSet, from, to string, wait, poll time.Duration
 	}
 	maxJobs, src := flagOrEnv(fs, "max-jobs", "EXPORT_MAX_JOBS", strconv.Itoa(exporter.DefaultMaxJobs))
 	if s.maxJobs, err = exporter.ParseMaxJobs(maxJobs); err != nil {
+		bad("%s=%v", src, err)
+	}
+	perHour, src := flagOrEnv(fs, "queries-per-hour", "EXPORT_QUERIES_PER_HOUR", strconv.Itoa(exporter.DefaultQueriesPerHour))
+	if s.perHour, err = exporter.ParseQueriesPerHour(perHour); err != nil {
+		bad("%s=%v", src, err)
+	}
+	basis, src := flagOrEnv(fs, "time-basis", "EXPORT_TIME_BASIS", string(exporter.DefaultTimeBasis))
+	if s.basis, err = exporter.ParseTimeBasis(basis); err != nil {
+		bad("%s=%v", src, err)
+	}
+	lookback, src := flagOrEnv(fs, "lookback", "EXPORT_LOOKBACK", strconv.Itoa(exporter.DefaultLookback)+"d")
+	if s.lookback, err = exporter.ParseLookback(lookback); err != nil {
 		bad("%s=%v", src, err)
 	}
 	if err := checkWaitPoll("export", wait, poll); err != nil {
@@ -233,7 +272,11 @@ func printRun(w io.Writer, bucket string, res exporter.RunResult, s exportSettin
 		fmt.Fprintf(w, "skipped %s: it already has a job (the ledger's state/jobs/%s.json)\n", id, id)
 	}
 	if res.Deferred > 0 {
-		fmt.Fprintf(w, "deferred: %s over -max-jobs %d; run again for them (Mixpanel allows 60 export queries an hour)\n", plural(res.Deferred, "window"), s.maxJobs)
+		later := "the next run starts them"
+		if res.RunID != "" {
+			later = "sweeps start them as the budget allows (run " + res.RunID + ")"
+		}
+		fmt.Fprintf(w, "deferred: %s over the query budget (%d an hour) or -max-jobs %d; %s\n", plural(res.Deferred, "window"), s.perHour, s.maxJobs, later)
 	}
 	if len(res.NotReady) > 0 {
 		fmt.Fprintf(w, "not ready: %s: ended less than %v (-lag) ago; left out\n", strings.Join(res.NotReady, ", "), s.lag)

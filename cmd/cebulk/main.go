@@ -38,6 +38,7 @@ var subcommands = map[string]subcommand{
 	"demo":     {"run export, webhook callback and import end to end on this machine", runDemo},
 	"export":   {"run an export or a backfill with the pipeline code and wait for its jobs", runExport},
 	"import":   {"import an object already in S3 with the pipeline code and wait for its report", runImport},
+	"runs":     {"list the backfill runs, or show one's progress and ETA", runRuns},
 }
 
 func main() {

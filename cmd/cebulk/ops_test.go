@@ -98,7 +98,7 @@ func slowCE(n int) (cetest.Options, func(*cetest.Fake, *http.Request)) {
 func clearOpsEnv(t *testing.T) {
 	t.Helper()
 	for _, k := range []string{"CE_BASE_URL", "CE_SECRET_ID", "DATA_BUCKET", "LOG_LEVEL", "CALLBACK_URL",
-		"EXPORT_OBJECTS", "EXPORT_START", "EXPORT_TIMEZONE", "EXPORT_LAG", "EXPORT_MAX_JOBS", "IMPORT_CHUNK_RECORDS"} {
+		"EXPORT_OBJECTS", "EXPORT_START", "EXPORT_TIMEZONE", "EXPORT_LAG", "EXPORT_MAX_JOBS", "EXPORT_QUERIES_PER_HOUR", "EXPORT_TIME_BASIS", "EXPORT_LOOKBACK", "IMPORT_CHUNK_RECORDS"} {
 		t.Setenv(k, "")
 	}
 }
@@ -328,7 +328,16 @@ func TestImportCommand(t *testing.T) {
 		wantReport string // the report folder, under reports/
 		wantLines  []int  // the rejected rows
 		wantSent   int
+		throttle   *cetest.Throttle // installed before the run
 	}{
+		{
+			name:       "three 429s on the upload are waited out",
+			key:        key,
+			args:       []string{"-key", key},
+			throttle:   &cetest.Throttle{Suffix: "/bulk/users", Calls: 3, RetryAfter: "0"},
+			wantStdout: []string{"read through: 4 records, 3 valid, 1 rejected; 1 chunk sent to CE\n", "status PARTIAL"},
+			wantReport: key, wantLines: []int{3}, wantSent: 3,
+		},
 		{
 			name: "a CSV with a bad row",
 			// The upload's first status read finds it running, so the
@@ -404,6 +413,9 @@ func TestImportCommand(t *testing.T) {
 			if tc.key != "" {
 				st.put(t, tc.key, []byte(usersCSV))
 			}
+			if tc.throttle != nil {
+				st.fake.Throttle(*tc.throttle)
+			}
 			args := []string{"import", "-poll", "10ms"}
 			for _, a := range tc.args {
 				args = append(args, strings.ReplaceAll(a, "{bucket}", st.bucket))
@@ -428,6 +440,11 @@ func TestImportCommand(t *testing.T) {
 			}
 			if got := len(st.fake.Uploaded("users")); got != tc.wantSent {
 				t.Errorf("records CE accepted = %d, want %d", got, tc.wantSent)
+			}
+			if tc.throttle != nil {
+				if got := st.fake.Requests("POST /bulk/users"); got != tc.throttle.Calls+1 {
+					t.Errorf("upload requests = %d, want %d refused and 1 accepted", got, tc.throttle.Calls)
+				}
 			}
 			if tc.wantReport == "" {
 				return
@@ -525,5 +542,50 @@ func awayFromHourBoundary(t *testing.T, margin time.Duration) {
 	if wait := next.Sub(now); wait < margin {
 		t.Logf("waiting %v to pass the hour boundary", wait.Round(time.Millisecond))
 		time.Sleep(wait + 100*time.Millisecond)
+	}
+}
+
+// TestExportRunOverBudget: a backfill longer than the hour's query budget
+// becomes a run that the command follows with plain progress lines (stdout
+// is no terminal here); `cebulk runs` lists it and shows its estimate.
+func TestExportRunOverBudget(t *testing.T) {
+	awayFromHourBoundary(t, 30*time.Second)
+	st := newOpsStack(t, cetest.Options{}, nil)
+	t.Setenv("EXPORT_QUERIES_PER_HOUR", "2")
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	day := func(n int) string { return today.AddDate(0, 0, n).Format(time.DateOnly) }
+	code, stdout, stderr := runCommand(t.Context(), t, "export", "-poll", "10ms", "-wait", "300ms", "-from", day(-3), "-to", day(0))
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (the wait runs out with days pending)\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"deferred: 1 window over the query budget (2 an hour)",
+		"days 2/3 done, 0 running, 1 pending, 0 failed; 48 records; ETA ",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "\r") {
+		t.Errorf("progress redrawn in place on a non-terminal:\n%q", stdout)
+	}
+	if !strings.Contains(stderr, "RUNNING: the ExportFunction's sweeps go on with it") {
+		t.Errorf("stderr = %s", stderr)
+	}
+	if got := st.fake.QueryCost(time.Time{}, time.Time{}); got != 2 {
+		t.Errorf("%d queries, want the budget's 2", got)
+	}
+	code, list, stderr := runCommand(t.Context(), t, "runs")
+	if code != 0 || !strings.Contains(list, "RUNNING: days 2/3 done") || !strings.Contains(list, "by cebulk export") {
+		t.Fatalf("cebulk runs = %d\n%s\n%s", code, list, stderr)
+	}
+	id, _, _ := strings.Cut(list, " ")
+	code, show, stderr := runCommand(t.Context(), t, "runs", id)
+	var v exporter.RunView
+	if code != 0 || json.Unmarshal([]byte(show), &v) != nil {
+		t.Fatalf("cebulk runs %s = %d\n%s\n%s", id, code, show, stderr)
+	}
+	if v.Progress.Pending != 1 || v.Progress.Done != 2 || v.ETA == nil || v.QueriesPerHour != 2 {
+		t.Errorf("run view = %+v", v)
 	}
 }

@@ -16,6 +16,10 @@ type config struct {
 	Location    *time.Location
 	Lag         time.Duration
 	MaxJobs     int
+	// QueriesPerHour is the deployment's query budget.
+	QueriesPerHour int
+	TimeBasis      exporter.TimeBasis
+	Lookback       int // days re-exported by the nightly run
 }
 
 // loadConfig reads and checks the environment, reporting every problem at
@@ -47,6 +51,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.MaxJobs, err = exporter.ParseMaxJobs(getenv("EXPORT_MAX_JOBS")); err != nil {
 		bad("EXPORT_MAX_JOBS=%v", err)
+	}
+	if c.QueriesPerHour, err = exporter.ParseQueriesPerHour(getenv("EXPORT_QUERIES_PER_HOUR")); err != nil {
+		bad("EXPORT_QUERIES_PER_HOUR=%v", err)
+	}
+	if c.TimeBasis, err = exporter.ParseTimeBasis(getenv("EXPORT_TIME_BASIS")); err != nil {
+		bad("EXPORT_TIME_BASIS=%v", err)
+	}
+	if c.Lookback, err = exporter.ParseLookback(getenv("EXPORT_LOOKBACK")); err != nil {
+		bad("EXPORT_LOOKBACK=%v", err)
 	}
 	if err := problems.Err(); err != nil {
 		return config{}, err

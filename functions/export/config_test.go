@@ -27,7 +27,7 @@ func TestLoadConfig(t *testing.T) {
 		}
 		return m
 	}
-	defaults := config{Common: lambdaenv.Common{CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelInfo}, Objects: []string{"activities", "users"}, Location: time.UTC, Lag: 2 * time.Hour, MaxJobs: 6}
+	defaults := config{Common: lambdaenv.Common{CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelInfo}, Objects: []string{"activities", "users"}, Location: time.UTC, Lag: 2 * time.Hour, MaxJobs: 60, QueriesPerHour: 50, TimeBasis: "utc", Lookback: 5}
 	for _, tc := range []struct {
 		name    string
 		env     map[string]string
@@ -39,16 +39,19 @@ func TestLoadConfig(t *testing.T) {
 			name: "everything set",
 			env: with("CE_BASE_URL", "http://127.0.0.1:8090/elements/api-v2", "CALLBACK_URL", "https://abc.execute-api.us-east-1.amazonaws.com/callbacks/ce",
 				"EXPORT_OBJECTS", " activities ", "EXPORT_START", "2026-11-01", "EXPORT_TIMEZONE", "America/New_York",
-				"EXPORT_LAG", "90m", "EXPORT_MAX_JOBS", "12", "LOG_LEVEL", "DEBUG"),
-			want: config{Common: lambdaenv.Common{CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelDebug}, CallbackURL: "https://abc.execute-api.us-east-1.amazonaws.com/callbacks/ce", Objects: []string{"activities"}, Start: "2026-11-01", Location: ny, Lag: 90 * time.Minute, MaxJobs: 12},
+				"EXPORT_LAG", "90m", "EXPORT_MAX_JOBS", "12", "LOG_LEVEL", "DEBUG",
+				"EXPORT_QUERIES_PER_HOUR", "15", "EXPORT_TIME_BASIS", "project", "EXPORT_LOOKBACK", "0d"),
+			want: config{Common: lambdaenv.Common{CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelDebug}, CallbackURL: "https://abc.execute-api.us-east-1.amazonaws.com/callbacks/ce", Objects: []string{"activities"}, Start: "2026-11-01", Location: ny, Lag: 90 * time.Minute, MaxJobs: 12, QueriesPerHour: 15, TimeBasis: "project", Lookback: 0},
 		},
 		{name: "zero lag", env: with("EXPORT_LAG", "0s"), want: func() config { c := defaults; c.Lag = 0; return c }()},
 		{
 			name: "everything wrong at once",
 			env: map[string]string{"CE_BASE_URL": "api.example.com", "CALLBACK_URL": "/callbacks?token=tok-xyz123", "EXPORT_OBJECTS": "activities,events,activities",
-				"EXPORT_START": "yesterday", "EXPORT_TIMEZONE": "Mars/Olympus", "EXPORT_LAG": "-1h", "EXPORT_MAX_JOBS": "61", "LOG_LEVEL": "loud"},
+				"EXPORT_START": "yesterday", "EXPORT_TIMEZONE": "Mars/Olympus", "EXPORT_LAG": "-1h", "EXPORT_MAX_JOBS": "61", "LOG_LEVEL": "loud",
+				"EXPORT_QUERIES_PER_HOUR": "61", "EXPORT_TIME_BASIS": "local", "EXPORT_LOOKBACK": "1w"},
 			wantErr: []string{"CE_BASE_URL", "CE_SECRET_ID is required", "DATA_BUCKET is required", "CALLBACK_URL", `unknown object "events"`,
-				`"activities" listed twice`, "EXPORT_START", "EXPORT_TIMEZONE", "EXPORT_LAG", "EXPORT_MAX_JOBS", "LOG_LEVEL"},
+				`"activities" listed twice`, "EXPORT_START", "EXPORT_TIMEZONE", "EXPORT_LAG", "EXPORT_MAX_JOBS", "LOG_LEVEL",
+				"EXPORT_QUERIES_PER_HOUR", "EXPORT_TIME_BASIS", "EXPORT_LOOKBACK"},
 		},
 		{name: "no objects", env: with("EXPORT_OBJECTS", " , "), wantErr: []string{"EXPORT_OBJECTS"}},
 		{name: "local zone", env: with("EXPORT_TIMEZONE", "Local"), wantErr: []string{"EXPORT_TIMEZONE"}},

@@ -56,6 +56,13 @@ func startE2EWith(t *testing.T, env map[string]string, opts lambdatest.StackOpti
 	return startE2EFull(t, env, opts, cetest.Options{}, 120*time.Second)
 }
 
+// startE2EProject is startE2EWith with an emulated project configured by
+// ceOpts (whole-day queries, a project-time project).
+func startE2EProject(t *testing.T, env map[string]string, opts lambdatest.StackOptions, ceOpts cetest.Options) *e2e {
+	t.Helper()
+	return startE2EFull(t, env, opts, ceOpts, 120*time.Second)
+}
+
 // startE2EFull is startE2EWith with CE emulator options and a function
 // timeout.
 func startE2EFull(t testing.TB, env map[string]string, opts lambdatest.StackOptions, ceOpts cetest.Options, timeout time.Duration) *e2e {

@@ -37,6 +37,7 @@ type event struct {
 	From    string   `json:"from"`
 	To      string   `json:"to"`
 	RunID   string   `json:"runId"`
+	By      string   `json:"by"`
 }
 
 // request is a parsed event.
@@ -74,7 +75,7 @@ func parseEvent(raw json.RawMessage) (request, error) {
 	switch ev.Action {
 	case "run":
 		return request{Action: "run", Run: exporter.RunRequest{
-			Objects: ev.Objects, From: ev.From, To: ev.To, At: ev.Time, RunID: ev.RunID,
+			Objects: ev.Objects, From: ev.From, To: ev.To, At: ev.Time, RunID: ev.RunID, By: ev.By,
 		}}, nil
 	case "collect":
 		if ev.JobID == "" {

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/cebulk/cebulk/internal/awsenv"
+	"github.com/cebulk/cebulk/internal/budget"
 	"github.com/cebulk/cebulk/internal/exporter"
 	"github.com/cebulk/cebulk/internal/lambdaenv"
 	"github.com/cebulk/cebulk/internal/logging"
@@ -62,6 +63,10 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 	if err != nil {
 		return nil, err
 	}
+	b, err := budget.New(c.Store, cfg.Bucket, cfg.QueriesPerHour)
+	if err != nil {
+		return nil, err
+	}
 	invoker := awsenv.AsyncInvoker{API: awsenv.Lambda(c.AWS)}
 	// A collect that reaches its deadline continues in a new invocation.
 	continueCollect := func(ctx context.Context, jobID string) error {
@@ -78,6 +83,9 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		Location:    cfg.Location,
 		Lag:         cfg.Lag,
 		MaxJobs:     cfg.MaxJobs,
+		Budget:      b,
+		TimeBasis:   cfg.TimeBasis,
+		Lookback:    cfg.Lookback,
 		CallbackURL: cfg.CallbackURL,
 		Metrics:     os.Stdout, // CloudWatch embedded metric format
 		Continue:    continueCollect,

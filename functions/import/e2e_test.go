@@ -356,6 +356,39 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("three 429s in a row on uploads: imported exactly once in one invocation", func(t *testing.T) {
+		e.fake.Reset()
+		var b strings.Builder
+		for i := 1; i <= 7; i++ {
+			fmt.Fprintf(&b, `{"event":"E","properties":{"time":%d,"distinct_id":"good-%d"}}`+"\n", 1764028800+i, i)
+		}
+		key := "imports/activities/throttled.jsonl"
+		asyncBefore := len(e.invoke.Records())
+		// Retry-After keeps the test short; without it the function waits
+		// Mixpanel's 2 s, 4 s, 8 s plus jitter (internal/importer tests).
+		e.fake.Throttle(cetest.Throttle{Suffix: "/bulk/activities", Calls: 3, RetryAfter: "1"})
+		res := e.invokeFn(t, e.put(t, key, []byte(b.String()), nil))
+		if len(res) != 1 || res[0].Status != importer.StatusWaiting || res[0].Chunks != 3 {
+			t.Fatalf("invocation = %+v, want every chunk sent and WAITING for CE", res)
+		}
+		if err := e.invoke.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.invoke.Records()[asyncBefore:]; len(got) != 0 {
+			t.Errorf("async invocations %+v, want none: the limit was waited out in the one invocation", got)
+		}
+		e.settle(t)
+		if diff := cmp.Diff(ids("good", 7), e.uploadedIDs(t, "activities")); diff != "" {
+			t.Errorf("records in CE (-want +got):\n%s", diff)
+		}
+		if got := e.fake.Requests("POST /bulk/activities"); got != 3+3 {
+			t.Errorf("upload requests = %d, want 6 (3 refused, 3 chunks)", got)
+		}
+		if s := e.summary(t, key); s.Status != importer.StatusSucceeded || len(s.CEJobs) != 3 {
+			t.Errorf("summary = %+v", s)
+		}
+	})
+
 	t.Run("dry run calls CE zero times", func(t *testing.T) {
 		e.fake.Reset()
 		data, _ := os.ReadFile("testdata/mixed-activities.csv")

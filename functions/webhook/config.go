@@ -3,6 +3,7 @@ package main
 import (
 	"strconv"
 
+	"github.com/cebulk/cebulk/internal/exporter"
 	"github.com/cebulk/cebulk/internal/lambdaenv"
 )
 
@@ -22,7 +23,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Common:         lambdaenv.ReadCommon(getenv, &problems),
 		ExportFunction: getenv("EXPORT_FUNCTION_NAME"),
 		ImportFunction: getenv("IMPORT_FUNCTION_NAME"),
-		MaxExportDays:  31,
+		MaxExportDays:  exporter.MaxRunDays,
 	}
 	if c.ExportFunction == "" {
 		problems.Addf("EXPORT_FUNCTION_NAME is required")
@@ -32,8 +33,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if v := getenv("EXPORT_MAX_DAYS"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 366 {
-			problems.Addf("EXPORT_MAX_DAYS=%q: want a whole number of days from 1 to 366", v)
+		if err != nil || n < 1 || n > exporter.MaxRunDays {
+			problems.Addf("EXPORT_MAX_DAYS=%q: want a whole number of days from 1 to %d (three years)", v, exporter.MaxRunDays)
 		}
 		c.MaxExportDays = n
 	}

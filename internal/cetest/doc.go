@@ -68,6 +68,15 @@
 // synchronously by [Fake.DeliverCallbacks] or by the background loop started
 // with [Fake.Start].
 //
+// Mixpanel's limits and clocks: [Fake.Throttle] refuses matching calls
+// with 429 (or 503), with or without Retry-After, for a period or a number
+// of calls; [Fake.AddRecords] adds late events to days exported before;
+// [Options.WholeDays] makes from/to select whole days, as the element's
+// from_date/to_date do, and [Options.ProjectTimezone] serves a pre-2023
+// project whose days and properties.time are wall-clock time of its zone
+// ([WallClock]); [Job.QueryCost] and [Fake.QueryCost] report what download
+// jobs cost the project's query budget (⌈profiles/1000⌉ for users).
+//
 // Test hooks inject faults ([Fake.FailNext], [Fake.SlowNext],
 // [Fake.CutNextDownload], [Fake.SetNextJobOutcome],
 // [Fake.SetNextJobFailedRecords], [Fake.FailRecordsMatching]) and inspect

@@ -105,6 +105,21 @@ type Options struct {
 	// Logger, when set, logs one line per request (method, path, status).
 	// It never logs headers or bodies.
 	Logger *slog.Logger
+	// WholeDays makes from and to select whole days of activities, as the
+	// element's mapping onto Mixpanel's from_date and to_date (both
+	// inclusive) does: the days from the UTC date of from to the UTC date of
+	// the last instant before to, each day on the project's clock
+	// (ProjectTimezone, else UTC). A window that is not aligned to UTC days
+	// then returns records outside it. Without it, from and to select
+	// [from, to) exactly.
+	WholeDays bool
+	// ProjectTimezone, when set, makes the emulated project one created
+	// before 2023 in that timezone: its days are days of that zone (it
+	// implies WholeDays) and the activities it serves carry in
+	// properties.time the wall-clock seconds of the event in that zone
+	// (see WallClock), not UTC seconds. Seeded records hold the real
+	// instant.
+	ProjectTimezone *time.Location
 }
 
 // Fake is an in-memory, stateful emulator of CE's bulk API for the mixpanel
@@ -122,6 +137,7 @@ type Fake struct {
 	uploaded    map[string][]json.RawMessage
 	requests    []requestRecord
 	faults      []fault
+	throttles   []*throttle
 	slow        []time.Duration
 	cuts        []int64
 	outages     map[*fault]bool // Outage: until ended
@@ -154,6 +170,9 @@ func NewFake(opts Options) *Fake {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ProjectTimezone != nil {
+		opts.WholeDays = true
 	}
 	switch opts.DownloadFormat {
 	case "":
@@ -196,16 +215,7 @@ func (f *Fake) Seed(object string, records any) {
 	if err != nil {
 		panic(fmt.Sprintf("cetest: Seed(%q): %v", object, err))
 	}
-	recs := make([]Record, len(raws))
-	for i, raw := range raws {
-		recs[i] = Record{JSON: raw}
-		if object == "activities" {
-			if t, ok := eventTime(raw); ok {
-				recs[i].Time = t
-			}
-		}
-	}
-	f.SeedGenerated(object, recordsGenerator(recs))
+	f.SeedGenerated(object, recordsGenerator(toRecords(object, raws)))
 }
 
 // SeedGenerated makes g the source of object's records (registering the
@@ -362,6 +372,7 @@ func (f *Fake) Reset() {
 	f.uploaded = map[string][]json.RawMessage{}
 	f.requests = nil
 	f.faults = nil
+	f.throttles = nil
 	f.slow = nil
 	f.cuts = nil
 	f.outages = nil
@@ -419,6 +430,11 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for x := range f.outages {
 			if ft == nil && (x.method == "" || x.method == r.Method) && strings.HasSuffix(route, x.suffix) {
 				ft = x
+			}
+		}
+		if ft == nil {
+			if th := f.throttledLocked(r.Method, route); th != nil {
+				ft = &fault{status: th.Status, retryAfter: th.RetryAfter}
 			}
 		}
 	}

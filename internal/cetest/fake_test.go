@@ -227,7 +227,7 @@ func TestLifecycle(t *testing.T) {
 	wantJob := cetest.Job{
 		ID: "1001", Object: "activities", Direction: cetest.DirectionDownload, Status: cetest.StatusCompleted,
 		RecordsCount: 2, Query: "select * from activities", Format: "json",
-		Created: now, Finished: now.Add(10 * time.Second),
+		Created: now, Finished: now.Add(10 * time.Second), QueryCost: 1,
 	}
 	if diff := cmp.Diff([]cetest.Job{wantJob}, e.fake.Jobs()); diff != "" {
 		t.Errorf("Jobs() mismatch (-want +got):\n%s", diff)

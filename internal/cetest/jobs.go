@@ -30,6 +30,11 @@ type Job struct {
 	CallbackURL        string
 	CallbackPayload    json.RawMessage
 	Created, Finished  time.Time
+	// QueryCost is what a download job costs the Mixpanel project's query
+	// budget inside CE: 1 for activities (one raw export), ⌈profiles/1000⌉
+	// (at least 1) for users, whose Engage query pages 1000 profiles at a
+	// time. 0 for uploads.
+	QueryCost int
 }
 
 // bulkJob is the emulator's state of one job. It is guarded by Fake.mu.
@@ -173,6 +178,9 @@ func (f *Fake) Jobs() []Job {
 			Created:            j.created,
 			Finished:           j.finished,
 		})
+		if j.direction == DirectionDownload {
+			jobs[len(jobs)-1].QueryCost = queryCost(j.object, j.count)
+		}
 	}
 	return jobs
 }

@@ -125,7 +125,8 @@ func (f *Fake) createDownload(w http.ResponseWriter, s downloadSpec) {
 		f.writeError(w, http.StatusBadRequest, "Unknown object %q: the mixpanel element has activities and users", s.object)
 		return
 	}
-	sel := selection{src: src, object: s.object, from: s.from, to: s.to, where: s.where, limit: s.limit}
+	sel := selection{src: src, object: s.object, from: s.from, to: s.to, where: s.where, limit: s.limit,
+		days: f.opts.WholeDays, zone: f.opts.ProjectTimezone}
 	count := sel.count() // outside the lock: it may run a generator
 
 	f.mu.Lock()
@@ -393,7 +394,9 @@ type selection struct {
 	object   string
 	from, to time.Time // activities only; zero = open
 	where    []condition
-	limit    int64 // 0 = none
+	limit    int64          // 0 = none
+	days     bool           // Options.WholeDays
+	zone     *time.Location // Options.ProjectTimezone; nil = a UTC project
 }
 
 // byTime reports whether the selection filters on properties.time.
@@ -410,7 +413,15 @@ func (s selection) match(rec Record) bool {
 				return false
 			}
 		}
-		if (!s.from.IsZero() && t.Before(s.from)) || (!s.to.IsZero() && !t.Before(s.to)) {
+		if s.days {
+			loc := s.zone
+			if loc == nil {
+				loc = time.UTC
+			}
+			if !inDays(t, s.from, s.to, loc) {
+				return false
+			}
+		} else if (!s.from.IsZero() && t.Before(s.from)) || (!s.to.IsZero() && !t.Before(s.to)) {
 			return false
 		}
 	}
@@ -451,6 +462,13 @@ func (s selection) each(yield func(json.RawMessage) bool) {
 			return false
 		}
 		n++
+		if s.zone != nil && s.object == "activities" {
+			t := rec.Time
+			if t.IsZero() {
+				t, _ = eventTime(rec.JSON)
+			}
+			return yield(projectTimeJSON(rec.JSON, t, s.zone))
+		}
 		return yield(rec.JSON)
 	})
 }
@@ -458,7 +476,7 @@ func (s selection) each(yield func(json.RawMessage) bool) {
 // count is the number of records each yields, computed without generating
 // them when the generator can count.
 func (s selection) count() int64 {
-	if s.src.Count != nil && len(s.where) == 0 {
+	if s.src.Count != nil && len(s.where) == 0 && !s.days {
 		var from, to time.Time
 		if s.object == "activities" {
 			from, to = s.from, s.to

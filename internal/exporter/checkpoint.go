@@ -267,6 +267,8 @@ func (e *Exporter) export(workCtx, ctx context.Context, h *held, st *ce.Job) (ex
 		Format:          partFormat,
 		CreatedAt:       e.now(),
 		Version:         1,
+		TimeBasis:       e.basisOf(job),
+		Timezone:        e.zoneOf(job),
 	}
 	// The upload is complete: the checkpoint must not be resumed (nor
 	// aborted) any more.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/cebulk/cebulk/internal/s3stream"
 	"github.com/cebulk/cebulk/pkg/ce"
 )
 
@@ -226,6 +227,7 @@ func (e *Exporter) Collect(ctx context.Context, id string) (CollectResult, error
 			e.logJob(ctx, slog.LevelWarn, "watermark not advanced", job, slog.String("err", err.Error()))
 		}
 	}
+	e.emitMetrics(ctx, []string{job.Object}, &res)
 	return res, nil
 }
 
@@ -473,6 +475,12 @@ func (e *Exporter) ceFailed(ctx context.Context, job *ledger.Job, etag string, h
 	e.dropUpload(ctx, j, abandoned)
 	e.logJob(ctx, slog.LevelWarn, "CE job failed; starting a new one", j, slog.String("reason", reason))
 	res.Outcome, res.Status, res.Error = OutcomeRestarted, j.Status, reason
+	g, err := e.takeTokens(ctx, j.Object)
+	if err != nil || g == nil {
+		// The job waits PENDING without a CE job for a sweep with budget.
+		e.logJob(ctx, slog.LevelInfo, "query budget spent: the sweep starts the new CE job", j)
+		return res, nil
+	}
 	j, _, err = e.startCE(ctx, j, tag, token)
 	res.CEJobID = j.CEJobID
 	if err != nil && !errors.Is(err, errStart) {
@@ -517,6 +525,26 @@ type Manifest struct {
 	Format    string    `json:"format"` // "jsonl.gz"
 	CreatedAt time.Time `json:"createdAt"`
 	Version   int       `json:"version"`
+	// TimeBasis (utc or project) and Timezone say how a day object's
+	// window was cut: under project, Window holds wall-clock readings of
+	// Timezone written as UTC, as properties.time counts them.
+	TimeBasis TimeBasis `json:"timeBasis,omitempty"`
+	Timezone  string    `json:"timezone,omitempty"`
+	// Revision counts the exports of the partition: 1 for the first, one
+	// more for each that replaced it (a backfill or a look-back
+	// re-export). Replaced sums up the revision this one replaced, so a
+	// reader can see that a day grew (late events).
+	Revision int               `json:"revision"`
+	Replaced *ReplacedRevision `json:"replaced,omitempty"`
+}
+
+// ReplacedRevision is what a manifest says of the revision it replaced.
+type ReplacedRevision struct {
+	Revision       int       `json:"revision"`
+	Records        int64     `json:"records"`
+	CERecordsCount int64     `json:"ceRecordsCount"`
+	CEJobID        string    `json:"ceJobId"`
+	CreatedAt      time.Time `json:"createdAt"`
 }
 
 // ManifestWindow is the job's window, [From, To). A snapshot has From == To.
@@ -544,6 +572,23 @@ func successKey(job *ledger.Job) string  { return partitionPrefix(job) + "_SUCCE
 // attempt, and calls restore while the old manifest is still in place; the
 // attempt is retried.
 func (e *Exporter) publish(ctx context.Context, job *ledger.Job, m *Manifest, restore func()) error {
+	m.Revision = 1
+	switch raw, _, err := e.store.ReadSmall(ctx, e.cfg.Bucket, manifestKey(job)); {
+	case errors.Is(err, s3stream.ErrNotFound):
+	case err != nil:
+		restore()
+		return fmt.Errorf("read the manifest replaced: %w", err)
+	default:
+		var prev Manifest
+		if json.Unmarshal(raw, &prev) == nil && prev.CEJobID != m.CEJobID {
+			m.Revision = max(prev.Revision, 1) + 1
+			m.Replaced = &ReplacedRevision{Revision: max(prev.Revision, 1), Records: prev.Records,
+				CERecordsCount: prev.CERecordsCount, CEJobID: prev.CEJobID, CreatedAt: prev.CreatedAt}
+		} else if prev.CEJobID == m.CEJobID {
+			// A collect of the same CE job again: the same revision.
+			m.Revision, m.Replaced = max(prev.Revision, 1), prev.Replaced
+		}
+	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode manifest: %v", err)

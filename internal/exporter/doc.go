@@ -15,8 +15,8 @@
 // exported), skipping days that already have a ledger job; a backfill plans
 // exactly the days asked for. users is exported as a whole snapshot, one per
 // run, named by the hour of the EventBridge event's time. A run starts at
-// most Config.MaxJobs CE jobs (Mixpanel allows 60 export queries an hour),
-// taking windows from each object in turn.
+// most Config.MaxJobs CE jobs, taking windows from each object in turn,
+// and each takes its tokens from Config.Budget first (see below).
 //
 // # Jobs
 //
@@ -84,6 +84,28 @@
 // Short invocations ([WithInvocation]) get proportionally smaller margins:
 // at most a quarter of the invocation's length each.
 //
+// # Mixpanel's limits and clocks
+//
+// Every CE query job started (a run's window, a sweep's start or restart)
+// first takes tokens from Config.Budget (internal/budget: one S3 object
+// per deployment, conditional writes): 1 for a day, SnapshotCost of the
+// last DONE snapshot's records for a snapshot. A spent budget defers the
+// window; nothing fails because of it.
+//
+// A backfill is a durable run (runs.go, state/runs/<runId>.json, up to
+// MaxRunDays): NewRun lists its days, oldest first; the request and then
+// every sweep start PENDING days while tokens last and bring STARTED days
+// up to date from the ledger; the run ends DONE or PARTIAL. A scheduled
+// run also re-exports the Config.Lookback DONE days before the watermark,
+// after the new days, once per scheduled event (its jobs carry the run
+// id nightly-<event hour>); a manifest counts its Revision and names the
+// revision it Replaced.
+//
+// Config.TimeBasis (timebasis.go) says what properties.time counts:
+// BasisUTC cuts real instants of Config.Location's days, BasisProject the
+// wall-clock readings of pre-2023 projects. A day is exportable once its
+// real end plus Config.Lag has passed, whatever the basis.
+//
 // # Settings and logs
 //
 // ExportFunction's environment and `cebulk export`'s flags are checked by
@@ -95,6 +117,16 @@
 // interval) and partition, ceJobId once there is one, attempt and status;
 // the timed steps (starting a CE job, uploading a part, publishing a
 // partition, a whole collect) add their duration as durationMs.
+//
+// # Metrics
+//
+// Runs, sweeps and collects end by writing CloudWatch embedded-metric-format
+// lines to Config.Metrics (metrics.go, one place): per day object the
+// watermark's age in hours and the days pending ([Exporter.Freshness]),
+// per collect the records and bytes published, and the budget left once
+// there is a budget to read (the budgetLeft hook). JobsFailed counts jobs
+// that end FAILED or EXPIRED. template.yaml's freshness alarm and dashboard
+// read them.
 //
 // # Deviations from the design
 //
@@ -112,7 +144,8 @@
 //   - The sweep polls a CE job at once when there is no Config.CallbackURL:
 //     the one-minute wait exists only to let a callback arrive first.
 //   - Sweeps, like runs, start at most Config.MaxJobs CE jobs each
-//     (restarts included); the rest wait for the next sweep.
+//     (restarts included) and only as the query budget allows; the rest
+//     wait for the next sweep.
 //   - Backfill days that have not ended Config.Lag ago are left out and
 //     reported (RunResult.NotReady) rather than failing the whole request.
 //   - A record without a readable properties.time is counted as

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cebulk/cebulk/internal/budget"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/logging"
 	"github.com/cebulk/cebulk/internal/s3stream"
@@ -40,6 +41,15 @@ type ObjectStore interface {
 	List(ctx context.Context, bucket, prefix string) iter.Seq2[s3stream.ObjectInfo, error]
 }
 
+// Budget is the deployment's query budget (*budget.Budget): every CE query
+// job started takes tokens from it first.
+type Budget interface {
+	Limit() int
+	Claim(ctx context.Context, n int) (budget.Grant, error)
+	Refund(ctx context.Context, g budget.Grant, n int) error
+	Usage(ctx context.Context) (budget.Usage, error)
+}
+
 // Config configures an Exporter. Zero fields take the defaults noted.
 type Config struct {
 	// Bucket is the data bucket (exports/ and state/). Required.
@@ -51,10 +61,22 @@ type Config struct {
 	Start string
 	// Location aligns day windows (UTC).
 	Location *time.Location
+	// TimeBasis says what properties.time counts (BasisUTC).
+	TimeBasis TimeBasis
+	// Lookback is how many finished days before the watermark a scheduled
+	// run exports again, after the new days, replacing each partition
+	// whole (0: none).
+	Lookback int
 	// Lag is how long after a day ends before it is exported (0).
 	Lag time.Duration
-	// MaxJobs is the most CE jobs one run or one sweep starts (6).
+	// MaxJobs is the most CE jobs one invocation (a run or a sweep) starts
+	// (60); the query budget is the limit across invocations.
 	MaxJobs int
+	// Budget, when set, is charged for every CE query job started: one
+	// token for a day window, ⌈profiles of the last snapshot / 1000⌉ (at
+	// least 1) for a snapshot. Work that finds it spent waits for a later
+	// sweep.
+	Budget Budget
 	// CallbackURL is the webhook's callback route; "" means poll only.
 	CallbackURL string
 	// MaxAttempts bounds the tries of one window: CE jobs started and
@@ -121,6 +143,9 @@ func New(cfg Config, api CE, store ObjectStore, jobs *ledger.Store, log *slog.Lo
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
 	}
+	if cfg.TimeBasis == "" {
+		cfg.TimeBasis = DefaultTimeBasis
+	}
 	if cfg.MaxJobs <= 0 {
 		cfg.MaxJobs = DefaultMaxJobs
 	}
@@ -159,6 +184,22 @@ func New(cfg Config, api CE, store ObjectStore, jobs *ledger.Store, log *slog.Lo
 
 func (e *Exporter) now() time.Time { return e.cfg.Now().UTC() }
 
+// basisOf and zoneOf are what a day job's manifest states about its
+// window ("" for a snapshot).
+func (e *Exporter) basisOf(job *ledger.Job) TimeBasis {
+	if Snapshot(job.Object) {
+		return ""
+	}
+	return e.cfg.TimeBasis
+}
+
+func (e *Exporter) zoneOf(job *ledger.Job) string {
+	if Snapshot(job.Object) {
+		return ""
+	}
+	return e.cfg.Location.String()
+}
+
 // RunRequest asks for a run. Without From and To it is the scheduled run;
 // with them a backfill of exactly those days.
 type RunRequest struct {
@@ -172,12 +213,17 @@ type RunRequest struct {
 	// across Lambda's retries of one event); zero means now. It is
 	// truncated to the hour.
 	At time.Time
-	// RunID ties the jobs of one operator request together (ledger Run).
+	// RunID ties the jobs of one operator request together (ledger Run)
+	// and names a backfill's durable run (state/runs/<RunID>.json); a
+	// backfill without one gets a fresh id.
 	RunID string
+	// By says who asked, for the run record.
+	By string
 }
 
 // RunResult reports a run.
 type RunResult struct {
+	RunID      string            `json:"runId,omitempty"` // a backfill's durable run
 	Started    []StartedJob      `json:"started"`
 	Skipped    []string          `json:"skipped,omitempty"`    // windows with a job, left alone
 	Deferred   int               `json:"deferred,omitempty"`   // windows over MaxJobs, for a later run
@@ -222,6 +268,7 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	pr := PlanRequest{
 		Objects:    objects,
 		Location:   e.cfg.Location,
+		Basis:      e.cfg.TimeBasis,
 		Now:        now,
 		Lag:        e.cfg.Lag,
 		MaxJobs:    e.cfg.MaxJobs,
@@ -237,6 +284,32 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	}
 
 	res := RunResult{Started: []StartedJob{}}
+	if backfill {
+		// Day objects become a durable run, worked off by this and later
+		// invocations as the budget allows; a snapshot object listed gets
+		// its one snapshot below, as in a scheduled run.
+		var days, snaps []string
+		for _, o := range objects {
+			if Snapshot(o) {
+				snaps = append(snaps, o)
+			} else {
+				days = append(days, o)
+			}
+		}
+		if len(days) > 0 {
+			if req.RunID == "" {
+				req.RunID = NewRunID(now)
+			}
+			if err := e.startRun(ctx, req, days, &res); err != nil {
+				return res, err
+			}
+		}
+		if len(snaps) == 0 {
+			e.emitMetrics(ctx, e.cfg.Objects, nil)
+			return res, nil
+		}
+		objects, pr.Objects = snaps, snaps
+	}
 	if !backfill {
 		pr.Watermarks = map[string]string{}
 		res.Watermarks = map[string]string{}
@@ -267,17 +340,51 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	if err != nil {
 		return res, err
 	}
+	if !backfill && e.cfg.Lookback > 0 {
+		// Late events: the last finished days again, after the new ones,
+		// from the same budget and cap.
+		more, err := e.lookback(ctx, objects, pr, req.At)
+		if err != nil {
+			return res, err
+		}
+		room := max(0, e.cfg.MaxJobs-len(plan.Jobs))
+		plan.Jobs = append(plan.Jobs, more[:min(room, len(more))]...)
+		plan.Deferred += len(more) - min(room, len(more))
+	}
 	res.Skipped, res.Deferred, res.NotReady = plan.Skipped, plan.Deferred, plan.NotReady
 	if len(plan.NotReady) > 0 {
 		e.log.WarnContext(ctx, "backfill days not exportable yet were left out",
 			"days", len(plan.NotReady), "first", plan.NotReady[0], "lag", e.cfg.Lag.String())
 	}
-	for _, p := range plan.Jobs {
-		sj, started, err := e.startPlanned(ctx, p, req.RunID)
+	for i, p := range plan.Jobs {
+		g, err := e.takeTokens(ctx, p.Object)
 		if err != nil {
 			return res, err
 		}
+		if g == nil {
+			res.Deferred += len(plan.Jobs) - i
+			e.log.InfoContext(ctx, "query budget spent: windows left for a later run", "deferred", len(plan.Jobs)-i)
+			if !backfill {
+				// The sweeps start the scheduled run's deferred days
+				// before any backfill's, as the budget allows.
+				if err := e.deferScheduled(ctx, lookbackTag(req.At, now), plan.Jobs[i:]); err != nil {
+					return res, err
+				}
+				res.RunID = lookbackTag(req.At, now)
+			}
+			break
+		}
+		runID := req.RunID
+		if !backfill && runID == "" {
+			runID = lookbackTag(req.At, now)
+		}
+		sj, started, err := e.startPlanned(ctx, p, runID)
+		if err != nil {
+			e.refund(ctx, g)
+			return res, err
+		}
 		if !started {
+			e.refund(ctx, g)
 			res.Skipped = append(res.Skipped, p.ID)
 			continue
 		}
@@ -289,6 +396,7 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 		slog.Int("started", len(res.Started)),
 		slog.Int("skipped", len(res.Skipped)),
 		slog.Int("deferred", res.Deferred))
+	e.emitMetrics(ctx, e.cfg.Objects, nil)
 	return res, nil
 }
 
@@ -514,8 +622,51 @@ func formatWindow(w *ledger.Window) string {
 // jobEnded emits the JobsFailed metric for a job that ended FAILED or
 // EXPIRED.
 func (e *Exporter) jobEnded(ctx context.Context, job *ledger.Job) {
-	if err := logging.Metric(e.cfg.Metrics, "export", "JobsFailed", 1, e.now()); err != nil {
+	if err := logging.Metric(e.cfg.Metrics, "export", MetricJobsFailed, 1, e.now()); err != nil {
 		e.log.WarnContext(ctx, "write metric", "err", err.Error())
 	}
 	e.logJob(ctx, slog.LevelError, "export job ended "+string(job.Status), job, slog.String("lastError", job.LastError))
+}
+
+// lookback plans the re-export of the Config.Lookback days before each day
+// object's watermark that are DONE, once per scheduled event: every job a
+// scheduled run starts carries the run id nightly-<event hour>, so a
+// retried event does not export the days a second time.
+func (e *Exporter) lookback(ctx context.Context, objects []string, pr PlanRequest, at time.Time) ([]PlannedJob, error) {
+	tag := lookbackTag(at, pr.Now)
+	var out []PlannedJob
+	for _, o := range objects {
+		next, ok := pr.Watermarks[o]
+		if Snapshot(o) || !ok {
+			continue
+		}
+		days, err := LookbackDays(next, e.cfg.Lookback)
+		if err != nil {
+			return nil, err
+		}
+		for _, day := range days {
+			j, _, err := e.jobs.Get(ctx, DayJobID(o, day))
+			if errors.Is(err, ledger.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if j.Status != ledger.StatusDone || j.Run == tag {
+				continue
+			}
+			p, _ := dayWindow(o, mustDay(day), pr.Location, pr.Basis)
+			p.Action = ActionRestart
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// lookbackTag is the run id of the jobs a scheduled event starts.
+func lookbackTag(at, now time.Time) string {
+	if at.IsZero() {
+		at = now
+	}
+	return "nightly-" + at.UTC().Truncate(time.Hour).Format(snapshotIDLayout)
 }

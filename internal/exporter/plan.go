@@ -94,6 +94,7 @@ type PlannedJob struct {
 type PlanRequest struct {
 	Objects  []string
 	Location *time.Location // day boundaries; nil = UTC
+	Basis    TimeBasis      // what properties.time counts; "" = BasisUTC
 	Now      time.Time
 	Lag      time.Duration // a day is exportable once its end + Lag <= Now
 	MaxJobs  int           // the most windows planned in total (>= 1)
@@ -198,8 +199,8 @@ func Plan(r PlanRequest) (PlanResult, error) {
 			q = append(q, w)
 		case backfill:
 			for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
-				w := dayWindow(o, d, loc)
-				if w.Window.To.Add(r.Lag).After(r.Now) {
+				w, end := dayWindow(o, d, loc, r.Basis)
+				if end.Add(r.Lag).After(r.Now) {
 					res.NotReady = append(res.NotReady, w.ID)
 					continue
 				}
@@ -224,8 +225,8 @@ func Plan(r PlanRequest) (PlanResult, error) {
 				return PlanResult{}, fmt.Errorf("%w: watermark of %s: %v", ErrBadPlan, o, err)
 			}
 			for i, d := 0, first; i < maxScanDays; i, d = i+1, d.AddDate(0, 0, 1) {
-				w := dayWindow(o, d, loc)
-				if w.Window.To.Add(r.Lag).After(r.Now) {
+				w, end := dayWindow(o, d, loc, r.Basis)
+				if end.Add(r.Lag).After(r.Now) {
 					break
 				}
 				if _, ok := r.Jobs[w.ID]; ok {
@@ -305,15 +306,17 @@ func DayBounds(date time.Time, loc *time.Location) (from, to time.Time) {
 	return time.Date(y, m, d, 0, 0, 0, 0, loc), time.Date(y, m, d+1, 0, 0, 0, 0, loc)
 }
 
-func dayWindow(object string, date time.Time, loc *time.Location) PlannedJob {
+// dayWindow returns the window of object's day date and the instant the
+// day ends (see DayWindow).
+func dayWindow(object string, date time.Time, loc *time.Location, basis TimeBasis) (PlannedJob, time.Time) {
 	day := date.Format(dayLayout)
-	from, to := DayBounds(date, loc)
+	from, to, end := DayWindow(date, loc, basis)
 	return PlannedJob{
 		ID:     DayJobID(object, day),
 		Object: object,
 		Day:    day,
-		Window: ledger.Window{From: from.UTC(), To: to.UTC(), Partition: "dt=" + day},
-	}
+		Window: ledger.Window{From: from, To: to, Partition: "dt=" + day},
+	}, end
 }
 
 func snapshotWindow(object string, at time.Time) PlannedJob {
@@ -345,4 +348,19 @@ func nextDay(day string) (string, error) {
 		return "", err
 	}
 	return t.AddDate(0, 0, 1).Format(dayLayout), nil
+}
+
+// LookbackDays returns the n days before next (YYYY-MM-DD, the watermark's
+// first day not yet exported), oldest first: the finished days a scheduled
+// run exports again, for late events.
+func LookbackDays(next string, n int) ([]string, error) {
+	t, err := parseDay(next)
+	if err != nil {
+		return nil, err
+	}
+	days := make([]string, 0, n)
+	for i := n; i >= 1; i-- {
+		days = append(days, t.AddDate(0, 0, -i).Format(dayLayout))
+	}
+	return days, nil
 }

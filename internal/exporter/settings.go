@@ -6,15 +6,24 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cebulk/cebulk/internal/budget"
 )
 
 // Defaults of the export settings (DESIGN §3).
 const (
 	DefaultObjects = ObjectActivities + "," + ObjectUsers
 	DefaultLag     = 2 * time.Hour
-	DefaultMaxJobs = 6
+	// DefaultMaxJobs caps the CE jobs one invocation starts; the query
+	// budget (EXPORT_QUERIES_PER_HOUR) is the limit across invocations.
+	DefaultMaxJobs = 60
 	// MaxJobsLimit is Mixpanel's raw-export allowance: 60 queries an hour.
 	MaxJobsLimit = 60
+	// MaxQueriesPerHour is the most EXPORT_QUERIES_PER_HOUR allows.
+	MaxQueriesPerHour = budget.MaxPerHour
+	// DefaultQueriesPerHour leaves Mixpanel's other users of the project
+	// 10 of its 60 queries an hour.
+	DefaultQueriesPerHour = budget.DefaultPerHour
 )
 
 // The parsers below check one export setting each, the same way for
@@ -84,7 +93,8 @@ func ParseLag(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// ParseMaxJobs reads the most CE jobs one run starts ("" is DefaultMaxJobs).
+// ParseMaxJobs reads the most CE jobs one invocation starts ("" is
+// DefaultMaxJobs).
 func ParseMaxJobs(s string) (int, error) {
 	if s == "" {
 		return DefaultMaxJobs, nil
@@ -92,6 +102,39 @@ func ParseMaxJobs(s string) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > MaxJobsLimit {
 		return 0, fmt.Errorf("%q: want a whole number from 1 to %d (Mixpanel allows %d export queries an hour)", s, MaxJobsLimit, MaxJobsLimit)
+	}
+	return n, nil
+}
+
+// ParseQueriesPerHour reads the query budget ("" is DefaultQueriesPerHour).
+func ParseQueriesPerHour(s string) (int, error) {
+	if s == "" {
+		return DefaultQueriesPerHour, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxQueriesPerHour {
+		return 0, fmt.Errorf("%q: want a whole number from 1 to %d (Mixpanel allows a project %d queries an hour)", s, MaxQueriesPerHour, MaxQueriesPerHour)
+	}
+	return n, nil
+}
+
+// DefaultLookback is how many finished days the nightly run exports again
+// (EXPORT_LOOKBACK): Mixpanel's mobile SDKs deliver events up to 5 days
+// late, and /import writes into any past day.
+const DefaultLookback = 5
+
+// MaxLookback bounds EXPORT_LOOKBACK (a month).
+const MaxLookback = 31
+
+// ParseLookback reads EXPORT_LOOKBACK, a number of days written "5d" (or
+// "5"); "" is DefaultLookback, "0d" turns the look-back off.
+func ParseLookback(s string) (int, error) {
+	if s == "" {
+		return DefaultLookback, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(s), "d"))
+	if err != nil || n < 0 || n > MaxLookback {
+		return 0, fmt.Errorf("%q: want a number of days such as 5d, from 0d (off) to %dd", s, MaxLookback)
 	}
 	return n, nil
 }

@@ -52,11 +52,16 @@ func (e *Exporter) Sweep(ctx context.Context) (SweepResult, error) {
 			break
 		}
 	}
+	if ctx.Err() == nil {
+		started := e.cfg.MaxJobs - budget
+		e.advanceRuns(ctx, &res, &started)
+	}
 	e.log.InfoContext(ctx, "sweep done",
 		slog.Int("checked", res.Checked), slog.Int("started", len(res.Started)),
 		slog.Int("collected", len(res.Collected)), slog.Int("restarted", len(res.Restarted)),
 		slog.Int("failed", len(res.Failed)), slog.Int("expired", len(res.Expired)),
 		slog.Int("waiting", res.Waiting), slog.Int("errors", len(res.Errors)))
+	e.emitMetrics(ctx, e.cfg.Objects, nil)
 	return res, nil
 }
 
@@ -117,9 +122,18 @@ func (e *Exporter) sweepJob(ctx context.Context, id string, res *SweepResult, bu
 			res.Postponed = append(res.Postponed, job.ID)
 			return nil
 		}
+		g, err := e.takeTokens(ctx, job.Object)
+		if err != nil {
+			return err
+		}
+		if g == nil {
+			res.Postponed = append(res.Postponed, job.ID) // the hour's query budget is spent
+			return nil
+		}
 		token, hash := e.newToken()
 		job.StartedAt, job.TokenHash = now, hash
 		if etag, err = e.jobs.Update(ctx, job, etag); err != nil {
+			e.refund(ctx, g)
 			return conflictOK(err)
 		}
 		*budget--

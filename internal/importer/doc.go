@@ -43,10 +43,21 @@
 // Whether CE may have created a job is decided from how far the upload got:
 //   - CE answered with a job: the chunk is sent.
 //   - The body never reached its end (the deadline came, the S3 read
-//     failed, CE refused early with 401/429/503): CE saw a truncated
+//     failed, CE refused early with 401): CE saw a truncated
 //     multipart request and cannot have made a job. The chunk record goes
 //     back to PENDING without a job and the chunk is sent again later (at
 //     most Config.MaxAttempts refusals).
+//   - CE answered 429 or 503 (a rate limit, Mixpanel's passed through):
+//     a refusal that created no job, and no attempt of the chunk's. The
+//     chunk record goes back to PENDING without a job, the source is
+//     opened again at the checkpoint (the span's records went into the
+//     refused request) and the chunk is streamed again after the wait CE
+//     asked for (Retry-After) or, without one, Mixpanel's advice: 2 s
+//     doubling to 60 s, plus 1–5 s of jitter ([MixpanelBackoff]). When
+//     the wait outlasts the invocation, the import is released PENDING
+//     with RateLimited set (no failure counted, no immediate re-invocation:
+//     an outage can last hours) and the invocation answers StatusRetry;
+//     the sweep resumes it. The invocation succeeds either way.
 //   - CE refused it for good (another 4xx): the chunk is FAILED and the
 //     import stops (FAILED), since CE will refuse the rest too.
 //   - The whole body was sent but the answer was lost (timeout, reset,
@@ -125,6 +136,13 @@
 //   - rejects.jsonl.gz: {"line","reason","record"} for every row not sent;
 //   - summary.json, last; its ceErrors and ceErrorsWithLine count the lines
 //     of ce-errors.jsonl and those with a line.
+//
+// summary.json is one JSON line, so that Athena reads it. After it,
+// finalize writes the lake's index: two one-line symlink files,
+// reports/lake/import_summaries/dt=<day finished>/<importId>.txt and
+// reports/lake/import_rejects/…, naming summary.json and rejects.jsonl.gz
+// (internal/lake). A finished import that is not a dry run writes one EMF
+// line with its RowsSent, RowsRejected and RowsCERejected.
 //
 // The summary's status is FAILED
 // when the file could not be read (through), the import gave up, or nothing

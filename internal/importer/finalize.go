@@ -13,6 +13,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/cebulk/cebulk/internal/lake"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/logging"
 	"github.com/cebulk/cebulk/internal/s3stream"
@@ -189,8 +190,9 @@ func (im *Importer) finalize(ctx context.Context, id string) (Result, error) {
 		}
 	}
 	if s.Status == StatusFailed {
-		im.metric(ctx, "JobsFailed")
+		im.metric(ctx, MetricJobsFailed)
 	}
+	im.rowMetrics(ctx, s)
 	im.log.InfoContext(ctx, "import finished", "importId", id, "status", s.Status, "records", s.Records,
 		"valid", s.Valid, "rejected", s.Rejected, "accepted", s.Accepted, "ceFailed", s.CEFailed, "summary", prefix+summaryFile)
 	return resultOf(rec, s.Status), nil
@@ -311,12 +313,21 @@ func (im *Importer) writeReports(ctx context.Context, rec *importRecord, chunks 
 	s := buildSummary(rec, chunks)
 	s.CEErrors, s.CEErrorsWithLine = counts.total, counts.withLine
 	s.Reports = summaryReports{Rejects: prefix + rejectsFile, CEErrors: prefix + ceErrorsFile}
-	b, err := json.MarshalIndent(s, "", "  ")
+	// One line: Athena's JSON SerDes read one object per line.
+	b, err := json.Marshal(s)
 	if err != nil {
 		return summary{}, fmt.Errorf("encode summary: %v", err)
 	}
 	if _, err := im.store.Put(ctx, im.cfg.Bucket, prefix+summaryFile, bytes.NewReader(append(b, '\n')), s3stream.PutOptions{ContentType: "application/json"}); err != nil {
 		return summary{}, err
+	}
+	// The lake's symlink tables: one file each naming this import's
+	// summary and rejects, in the partition of the day it finished.
+	day := rec.Import.FinalizedAt.UTC().Format(time.DateOnly)
+	for table, key := range map[string]string{lake.ImportSummary: prefix + summaryFile, lake.ImportRejects: prefix + rejectsFile} {
+		if _, err := im.store.WriteSmall(ctx, im.cfg.Bucket, lake.IndexKey(table, day, rec.ID), lake.Symlink(im.cfg.Bucket, key), "text/plain", s3stream.Condition{}); err != nil {
+			return summary{}, fmt.Errorf("write the lake index of %s: %w", table, err)
+		}
 	}
 	return s, nil
 }
@@ -556,6 +567,40 @@ func (r *partsReader) Close() error {
 		return r.cur.Close()
 	}
 	return nil
+}
+
+// The metrics the importer emits in CloudWatch embedded metric format
+// (namespace cebulk, dimension Function, and Object for the row counts), once
+// per finished import that is not a dry run.
+const (
+	// MetricRowsSent counts the valid rows uploaded to CE.
+	MetricRowsSent = "RowsSent"
+	// MetricRowsRejected counts the rows rejected before upload
+	// (rejects.jsonl.gz).
+	MetricRowsRejected = "RowsRejected"
+	// MetricRowsCERejected counts the rows CE failed (or never finished).
+	MetricRowsCERejected = "RowsCERejected"
+	// MetricJobsFailed counts imports that ended FAILED.
+	MetricJobsFailed = "JobsFailed"
+)
+
+// MetricNames lists every metric the importer emits.
+var MetricNames = []string{MetricRowsSent, MetricRowsRejected, MetricRowsCERejected, MetricJobsFailed}
+
+// rowMetrics writes one EMF line with a finished import's row counts.
+func (im *Importer) rowMetrics(ctx context.Context, s summary) {
+	if s.DryRun {
+		return
+	}
+	dims := []logging.Dimension{{Name: "Function", Value: im.cfg.Function}, {Name: "Object", Value: s.Object}}
+	err := logging.Metrics(im.cfg.Metrics, dims, []logging.Value{
+		{Name: MetricRowsSent, Unit: "Count", Value: float64(s.Sent)},
+		{Name: MetricRowsRejected, Unit: "Count", Value: float64(s.Rejected)},
+		{Name: MetricRowsCERejected, Unit: "Count", Value: float64(s.CEFailed)},
+	}, im.cfg.Now())
+	if err != nil {
+		im.log.WarnContext(ctx, "write metric", "err", err)
+	}
 }
 
 // metric writes one EMF count line.

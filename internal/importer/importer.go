@@ -10,9 +10,11 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"time"
 
+	"github.com/cebulk/cebulk/internal/httpapi"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/mixpanel"
 	"github.com/cebulk/cebulk/internal/s3stream"
@@ -75,6 +77,12 @@ type Config struct {
 	// record, besides the open-import markers (default
 	// DefaultFullListingEvery; negative: never). See doc.go, "Sweep".
 	FullListingEvery time.Duration
+	// Sleep waits d before a chunk CE throttled (429/503) is sent again,
+	// returning early with ctx's error (default: a timer).
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Jitter returns a random number in [0, n) for the backoff (default
+	// math/rand/v2).
+	Jitter func(n int64) int64
 }
 
 func (c Config) withDefaults() Config {
@@ -95,6 +103,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.JobDeadline <= 0 {
 		c.JobDeadline = DefaultJobDeadline
+	}
+	if c.Sleep == nil {
+		c.Sleep = httpapi.Sleep
+	}
+	if c.Jitter == nil {
+		c.Jitter = rand.Int64N
 	}
 	if c.Metrics == nil {
 		c.Metrics = io.Discard

@@ -38,6 +38,10 @@ type runner struct {
 	// blankRows counts the blank CSV rows before where rd started.
 	blankRows int64
 	buf       []byte
+	// throttle is CE's last 429/503 on an upload (nil after a chunk
+	// went through); throttles counts them in a row, for the backoff.
+	throttle  *ce.APIError
+	throttles int
 }
 
 // spanResult says how a span ended.
@@ -47,6 +51,7 @@ const (
 	spanCommitted spanResult = iota // the span (and its chunk, if any) is checkpointed
 	spanStopped                     // the deadline came first; nothing of the span was kept
 	spanFatal                       // committed, and the import cannot go on (p.Fatal set)
+	spanThrottled                   // CE refused the upload with 429/503: no job; nothing of the span was kept
 )
 
 // run processes the import from its checkpoint until the file ends, the
@@ -76,7 +81,7 @@ func (r *runner) process(ctx context.Context, o runOptions) (Result, error) {
 		}
 		return r.fail(ctx, err)
 	}
-	defer r.body.Close()
+	defer func() { r.body.Close() }() // r.body changes when a throttled chunk is read again
 
 	// The work context ends SafetyMargin before the invocation's deadline
 	// (at most a quarter of the time left now, so a short timeout still
@@ -114,14 +119,71 @@ func (r *runner) process(ctx context.Context, o runOptions) (Result, error) {
 				return r.done(ctx)
 			}
 			return r.checkpoint(ctx, "deadline near")
+		case res == spanThrottled:
+			wait := r.throttleWait()
+			if hasDeadline && time.Until(stopAt) < wait+estimate+estimate/2 {
+				return r.rateLimited(ctx, wait)
+			}
+			r.im.log.InfoContext(ctx, "CE rate limit: chunk sent again after a wait", "importId", r.rec.ID,
+				"chunk", p.Chunks+1, "status", r.throttle.StatusCode, "refusals", r.throttles, "waitMs", wait.Milliseconds())
+			if err := r.im.cfg.Sleep(work, wait); err != nil {
+				if ctx.Err() != nil {
+					return r.fail(ctx, ctx.Err())
+				}
+				return r.checkpoint(ctx, "deadline near")
+			}
+			// The span's records were read into the refused request: read
+			// them again from the checkpoint.
+			r.body.Close()
+			if err := r.reopen(ctx); err != nil {
+				return r.fail(ctx, err)
+			}
+			continue
 		case res == spanFatal, r.atEnd:
 			return r.done(ctx)
 		}
+		r.throttle, r.throttles = nil, 0
 		if chunked {
 			chunks++
 		}
 		estimate = time.Since(start)
 	}
+}
+
+// throttleWait is how long to wait before sending a throttled chunk
+// again: CE's Retry-After when it gave one, else Mixpanel's advice for 429
+// and 503, 2 s doubling up to 60 s, plus 1–5 s of jitter.
+func (r *runner) throttleWait() time.Duration {
+	if r.throttle != nil {
+		if d, ok := r.throttle.RetryAfter(r.im.cfg.Now()); ok {
+			return d
+		}
+	}
+	return MixpanelBackoff(r.throttles, r.im.cfg.Jitter)
+}
+
+// MixpanelBackoff is Mixpanel's advice after the n-th (from 1) 429 or 503
+// in a row: 2 s doubling to 60 s, plus 1–5 s of jitter. jitter(n) returns a
+// number in [0, n).
+func MixpanelBackoff(n int, jitter func(int64) int64) time.Duration {
+	base := 60 * time.Second
+	if n >= 1 && n <= 5 {
+		base = min(base, (2*time.Second)<<(n-1))
+	}
+	const spread = int64(4 * time.Second)
+	return base + time.Second + time.Duration(jitter(spread+1))
+}
+
+// reopen opens the source again at the checkpoint, forgetting what was
+// read past it.
+func (r *runner) reopen(ctx context.Context) error {
+	r.rd, r.fileFE, r.atEnd, r.blankRows = nil, nil, false, 0
+	err := r.open(ctx)
+	var fe *recordio.FileError
+	if errors.Is(err, errGone) || errors.As(err, &fe) {
+		return fmt.Errorf("reopen at the checkpoint after a rate limit: %w", err)
+	}
+	return err
 }
 
 // errGone means the source object is gone or was replaced; p.Fatal says
@@ -355,6 +417,17 @@ func (r *runner) upload(ctx context.Context, sp *span, cr *chunkReader, plan chu
 		}
 		return spanStopped, false, nil
 
+	case uploadThrottled:
+		// A rate limit is not the chunk's fault: no attempt spent.
+		j.Status, j.Attempts = ledger.StatusPending, j.Attempts-1
+		j.LastError = "CE rate limit: " + err.Error()
+		if _, rerr := r.recordChunk(ctx, j, tag); rerr != nil {
+			return 0, false, rerr
+		}
+		errors.As(err, &r.throttle)
+		r.throttles++
+		return spanThrottled, false, nil
+
 	case uploadNotSent:
 		j.Status, j.LastError = ledger.StatusPending, err.Error()
 		if _, rerr := r.recordChunk(ctx, j, tag); rerr != nil {
@@ -405,6 +478,7 @@ const (
 	uploadSent      uploadOutcome = iota
 	uploadStopped                 // abandoned for the deadline; no job
 	uploadNotSent                 // refused or failed before CE could create a job; may be retried
+	uploadThrottled               // refused with 429/503 (a rate limit): no job; sent again after a wait
 	uploadAmbiguous               // the body reached CE, the answer did not
 	uploadRefused                 // CE refused it for good (4xx)
 )
@@ -421,8 +495,9 @@ func classifyUpload(err error, cr *chunkReader) uploadOutcome {
 	var ae *ce.APIError
 	if errors.As(err, &ae) {
 		switch {
-		case ae.StatusCode == http.StatusUnauthorized, // credentials refreshed by the client: try again
-			ae.StatusCode == http.StatusTooManyRequests, ae.StatusCode == http.StatusServiceUnavailable:
+		case ae.Throttled():
+			return uploadThrottled
+		case ae.StatusCode == http.StatusUnauthorized: // credentials refreshed by the client: try again
 			return uploadNotSent
 		case ae.StatusCode >= 400 && ae.StatusCode < 500:
 			return uploadRefused
@@ -507,7 +582,7 @@ func (r *runner) commit(ctx context.Context, sp *span, chunked bool) error {
 		return err
 	}
 	p := r.rec.Import
-	p.Failures, p.Stalls = 0, 0 // progress: earlier failures were transient
+	p.Failures, p.Stalls, p.RateLimited = 0, 0, false // progress: earlier failures were transient
 	p.Records += sp.records
 	p.Valid += sp.valid
 	p.Rejected += sp.rejected
@@ -571,6 +646,24 @@ func (r *runner) checkpoint(ctx context.Context, why string) (Result, error) {
 		return Result{}, fmt.Errorf("re-invoke to resume %s: %w", r.rec.ID, err)
 	}
 	return resultOf(r.rec, StatusCheckpointed), nil
+}
+
+// rateLimited releases the import when CE's rate limit outlasts the
+// invocation: no failure is counted and nothing re-invokes the function at
+// once (a limit, or an outage answered 503, can last hours); the sweep
+// resumes it (every 5 minutes), and the invocation succeeds with
+// StatusRetry.
+func (r *runner) rateLimited(ctx context.Context, wait time.Duration) (Result, error) {
+	p := r.rec.Import
+	p.RateLimited = true
+	r.rec.Status = ledger.StatusPending
+	r.rec.LastError = fmt.Sprintf("CE rate limit: %d refusals in a row (%v); next wait %v outlasts the invocation", r.throttles, r.throttle, wait)
+	if err := r.save(ctx); err != nil {
+		return Result{}, err
+	}
+	r.im.log.InfoContext(ctx, "CE rate limit outlasts the invocation: left for the sweep", "importId", r.rec.ID,
+		"chunk", p.Chunks+1, "refusals", r.throttles, "waitMs", wait.Milliseconds())
+	return resultOf(r.rec, StatusRetry), nil
 }
 
 // fail releases the import after an error worth retrying, and gives up

@@ -78,6 +78,9 @@ type progress struct {
 	// that reached their deadline inside a chunk, since the last commit.
 	Failures int `json:"failures,omitempty"`
 	Stalls   int `json:"stalls,omitempty"`
+	// RateLimited is set when CE's 429/503 outlasted an invocation: the
+	// import waits, released, for the sweep (no failure counted).
+	RateLimited bool `json:"rateLimited,omitempty"`
 
 	UploadedAt  time.Time `json:"uploadedAt,omitzero"`
 	FinalizedAt time.Time `json:"finalizedAt,omitzero"`

@@ -244,9 +244,10 @@ func (s *sweep) open(ctx context.Context, rec *importRecord) error {
 		case StatusSucceeded, StatusPartial, StatusFailed:
 			s.res.Finalized++
 		}
-	case stale, rec.Status == ledger.StatusPending && rec.Import.Failures > 0:
+	case stale, rec.Status == ledger.StatusPending && (rec.Import.Failures > 0 || rec.Import.RateLimited):
 		// Stalled (no heartbeat for a lease), or released after a failure
-		// (its invocation returned no error, so nothing else resumes it).
+		// or a rate limit that outlasted its invocation (its invocation
+		// returned no error, so nothing else resumes it).
 		im.log.WarnContext(ctx, "import stalled or failed: resuming it", "importId", id, "status", rec.Status,
 			"heartbeat", rec.UpdatedAt, "failures", rec.Import.Failures, "lastError", rec.LastError)
 		var err error

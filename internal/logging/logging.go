@@ -78,19 +78,52 @@ func MetricLevel(appLevel string) string {
 }
 
 func metric(w io.Writer, appLevel, function, name string, value int, now time.Time) error {
+	return metrics(w, appLevel, []Dimension{{"Function", function}}, []Value{{Name: name, Unit: "Count", Value: float64(value)}}, now)
+}
+
+// Dimension is one dimension of an EMF line.
+type Dimension struct{ Name, Value string }
+
+// Value is one metric of an EMF line; Unit is a CloudWatch unit (Count,
+// Bytes, None, …).
+type Value struct {
+	Name, Unit string
+	Value      float64
+}
+
+// Metrics writes one CloudWatch embedded-metric-format line to w, like
+// Metric (the same level and timestamp for Lambda's filter): namespace
+// "cebulk", the metrics in values, all with the dimensions dims (one
+// dimension set). A nil w writes nothing.
+func Metrics(w io.Writer, dims []Dimension, values []Value, now time.Time) error {
+	return metrics(w, os.Getenv("AWS_LAMBDA_LOG_LEVEL"), dims, values, now)
+}
+
+func metrics(w io.Writer, appLevel string, dims []Dimension, values []Value, now time.Time) error {
+	if w == nil || len(values) == 0 {
+		return nil
+	}
+	names := make([]string, len(dims))
 	doc := map[string]any{
 		"level":     MetricLevel(appLevel),
 		"timestamp": now.UTC().Format(time.RFC3339Nano),
-		"_aws": map[string]any{
-			"Timestamp": now.UnixMilli(),
-			"CloudWatchMetrics": []any{map[string]any{
-				"Namespace":  "cebulk",
-				"Dimensions": [][]string{{"Function"}},
-				"Metrics":    []any{map[string]string{"Name": name, "Unit": "Count"}},
-			}},
-		},
-		"Function": function,
-		name:       value,
+	}
+	for i, d := range dims {
+		names[i] = d.Name
+		doc[d.Name] = d.Value
+	}
+	defs := make([]any, len(values))
+	for i, v := range values {
+		defs[i] = map[string]string{"Name": v.Name, "Unit": v.Unit}
+		doc[v.Name] = v.Value
+	}
+	doc["_aws"] = map[string]any{
+		"Timestamp": now.UnixMilli(),
+		"CloudWatchMetrics": []any{map[string]any{
+			"Namespace":  "cebulk",
+			"Dimensions": [][]string{names},
+			"Metrics":    defs,
+		}},
 	}
 	b, err := json.Marshal(doc)
 	if err != nil {

@@ -54,6 +54,33 @@ func TestMetric(t *testing.T) {
 	}
 }
 
+func TestMetrics(t *testing.T) {
+	var buf bytes.Buffer
+	err := Metrics(&buf, []Dimension{{"Function", "export"}, {"Object", "activities"}},
+		[]Value{{Name: "WatermarkAgeHours", Unit: "None", Value: 3.5}, {Name: "BytesPublished", Unit: "Bytes", Value: 10}}, time.UnixMilli(1764115200000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatalf("EMF line is not JSON: %v", err)
+	}
+	want := map[string]any{
+		"_aws": map[string]any{"Timestamp": float64(1764115200000), "CloudWatchMetrics": []any{map[string]any{
+			"Namespace": "cebulk", "Dimensions": []any{[]any{"Function", "Object"}},
+			"Metrics": []any{map[string]any{"Name": "WatermarkAgeHours", "Unit": "None"}, map[string]any{"Name": "BytesPublished", "Unit": "Bytes"}},
+		}}},
+		"Function": "export", "Object": "activities", "WatermarkAgeHours": 3.5, "BytesPublished": float64(10),
+		"level": "INFO", "timestamp": "2025-11-26T00:00:00Z",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("EMF (-want +got):\n%s", diff)
+	}
+	if err := Metrics(nil, nil, []Value{{Name: "X", Unit: "Count", Value: 1}}, time.Now()); err != nil {
+		t.Errorf("Metrics to a nil writer: %v", err)
+	}
+}
+
 func TestMetricPassesLambdasLogLevelFilter(t *testing.T) {
 	for _, appLevel := range []string{"DEBUG", "INFO", "WARN", "ERROR", "FATAL"} {
 		t.Run(appLevel, func(t *testing.T) {

@@ -16,6 +16,11 @@
 //     every function against the least-privilege table in the test.
 //   - TestSamconfig checks samconfig.toml's defaults and that its
 //     parameter_overrides name template parameters.
+//   - TestLakeTables checks that the Glue tables are the ones internal/lake
+//     defines (-update regenerates them); TestLake checks the database, the
+//     Athena workgroup, the readers' policy and the Lake parameter;
+//     TestFreshnessAlarm and TestDashboard check the alarm and the dashboard
+//     against the metrics the exporter and importer emit.
 //   - TestBuildTargets runs `make build-<LogicalId>` for each function whose
 //     main.go exists and checks the result is a static linux/arm64 binary.
 package samtemplate

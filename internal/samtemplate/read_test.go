@@ -47,6 +47,7 @@ func load(t *testing.T, overrides map[string]any) *stack {
 			"Fn::GetAtt": r.getAtt,
 			"Fn::Sub":    r.sub,
 			"Fn::If":     r.fnIf,
+			"Fn::Split":  r.split,
 		},
 	})
 	if err != nil {
@@ -198,6 +199,25 @@ func (r *resolver) sub(_ string, input, tpl any) any {
 		}
 		return scalar(v)
 	})
+}
+
+// split is Fn::Split giving []any, so that Fn::Join (goformation's) can
+// join its result.
+func (r *resolver) split(_ string, input, _ any) any {
+	args, ok := input.([]any)
+	if ok && len(args) == 2 {
+		delim, ok1 := args[0].(string)
+		src, ok2 := args[1].(string)
+		if ok1 && ok2 {
+			var out []any
+			for _, p := range strings.Split(src, delim) {
+				out = append(out, p)
+			}
+			return out
+		}
+	}
+	r.fail("Fn::Split %v: want [delimiter, string]", input)
+	return nil
 }
 
 func (r *resolver) fnIf(_ string, input, tpl any) any {

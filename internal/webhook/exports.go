@@ -181,7 +181,11 @@ func (s *server) finishIdempotent(w http.ResponseWriter, r *http.Request, recKey
 }
 
 func (s *server) invokeRun(r *http.Request, resp exportAccepted) error {
-	payload, _ := json.Marshal(map[string]any{"action": "run", "objects": resp.Objects, "from": resp.From, "to": resp.To, "runId": resp.RunID})
+	by := "POST /exports"
+	if id := requestID(r); id != "" {
+		by += " (apiRequestId " + id + ")"
+	}
+	payload, _ := json.Marshal(map[string]any{"action": "run", "objects": resp.Objects, "from": resp.From, "to": resp.To, "runId": resp.RunID, "by": by})
 	if err := s.Invoker.InvokeAsync(r.Context(), s.cfg.ExportFunction, payload); err != nil {
 		return err
 	}

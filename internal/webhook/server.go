@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/cebulk/cebulk/internal/apigwhttp"
+	"github.com/cebulk/cebulk/internal/budget"
+	"github.com/cebulk/cebulk/internal/exporter"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/s3stream"
 	"github.com/cebulk/cebulk/internal/secrets"
@@ -60,7 +62,7 @@ type Config struct {
 	ExportFunction string // async-invoke target for export jobs and /exports
 	ImportFunction string // async-invoke target for import jobs
 	MaxBodyBytes   int64  // callback body limit (DefaultMaxBody)
-	MaxExportDays  int    // the longest backfill /exports accepts (31)
+	MaxExportDays  int    // the longest backfill /exports accepts (exporter.MaxRunDays, three years)
 	CETimeout      time.Duration
 	Now            func() time.Time
 }
@@ -85,13 +87,14 @@ type server struct {
 //	POST /callbacks/ce?job=<ledger id>&token=<token>  CE job callbacks
 //	POST /exports                                     start an export or backfill (IAM-authorised at the gateway)
 //	GET  /jobs/{id}                                   a job's ledger record (IAM-authorised at the gateway)
+//	GET  /runs/{id}                                   a backfill run's progress and estimate (IAM-authorised at the gateway)
 //	GET  /healthz                                     liveness
 func NewServer(cfg Config, d Deps) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBody
 	}
 	if cfg.MaxExportDays <= 0 {
-		cfg.MaxExportDays = 31
+		cfg.MaxExportDays = exporter.MaxRunDays
 	}
 	if cfg.CETimeout <= 0 {
 		cfg.CETimeout = 5 * time.Second
@@ -107,6 +110,7 @@ func NewServer(cfg Config, d Deps) http.Handler {
 	mux.HandleFunc("POST /callbacks/ce", s.callback)
 	mux.HandleFunc("POST /exports", s.startExport)
 	mux.HandleFunc("GET /jobs/{id}", s.getJob)
+	mux.HandleFunc("GET /runs/{id}", s.getRun)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -182,6 +186,38 @@ func (s *server) getJob(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, j.Public())
 	}
+}
+
+// getRun shows a backfill run's progress: days done, started, pending and
+// failed, records so far, and an estimate of the time left from the
+// query budget's current hour.
+func (s *server) getRun(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !exporter.ValidRunID(id) {
+		s.fail(w, r, http.StatusNotFound, "no run "+quote(id))
+		return
+	}
+	run, _, err := exporter.ReadRun(r.Context(), s.Store, s.cfg.Bucket, id)
+	switch {
+	case errors.Is(err, s3stream.ErrNotFound):
+		s.fail(w, r, http.StatusNotFound, "no run "+quote(id))
+		return
+	case err != nil:
+		s.internal(w, r, "read run", err, "runId", id)
+		return
+	}
+	var u budget.Usage
+	if run.QueriesPerHour > 0 {
+		b, err := budget.New(s.Store, s.cfg.Bucket, run.QueriesPerHour, budget.WithClock(s.cfg.Now))
+		if err == nil {
+			u, err = b.Usage(r.Context())
+		}
+		if err != nil {
+			s.internal(w, r, "read query budget", err, "runId", id)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, run.View(u))
 }
 
 func quote(s string) string {

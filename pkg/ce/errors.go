@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/cebulk/cebulk/internal/httpapi"
 )
@@ -43,6 +44,20 @@ type APIError struct {
 	Body            []byte // the response body, capped at 64 KiB
 
 	retryAfter string // the Retry-After header, used by the retry policy
+}
+
+// RetryAfter returns the wait the answer's Retry-After header asks for
+// (delta seconds, or an HTTP date read against now; a past date is no
+// wait). ok is false when the answer had no valid Retry-After.
+func (e *APIError) RetryAfter(now time.Time) (d time.Duration, ok bool) {
+	return parseRetryAfter(e.retryAfter, now)
+}
+
+// Throttled reports whether the answer is a rate limit: 429 Too Many
+// Requests or 503 Service Unavailable, which refuse a request without
+// acting on it.
+func (e *APIError) Throttled() bool {
+	return e.StatusCode == http.StatusTooManyRequests || e.StatusCode == http.StatusServiceUnavailable
 }
 
 // Error returns a message such as
