@@ -33,21 +33,30 @@ const (
 const maxScanDays = 3660
 
 // validObject reports whether o is a CE object name this package accepts:
-// a lower-case letter, then up to 63 lower-case letters, digits or
-// underscores (the regular expression ^[a-z][a-z0-9_]{0,63}$, written out:
-// compiling it at package initialisation cost every cold start a
-// millisecond).
+// ^[a-z][a-z0-9_]{0,63}$.
 func validObject(o string) bool {
-	if len(o) == 0 || len(o) > 64 || o[0] < 'a' || o[0] > 'z' {
+	return validName(o, 64, isLower, func(c byte) bool { return isLower(c) || isDigit(c) || c == '_' })
+}
+
+// validName reports whether s is 1 to maxLen bytes, its first byte passing
+// first and the others rest. Names are checked this way rather than with
+// regular expressions: a bounded repetition such as {0,127} compiled at
+// package initialisation cost every cold start 1–2.5 ms.
+func validName(s string, maxLen int, first, rest func(byte) bool) bool {
+	if len(s) == 0 || len(s) > maxLen || !first(s[0]) {
 		return false
 	}
-	for i := 1; i < len(o); i++ {
-		if c := o[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+	for i := 1; i < len(s); i++ {
+		if !rest(s[i]) {
 			return false
 		}
 	}
 	return true
 }
+
+func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+func isAlnum(c byte) bool { return isLower(c) || isDigit(c) || ('A' <= c && c <= 'Z') }
 
 // Snapshot reports whether object is exported as a whole snapshot rather
 // than in day windows.

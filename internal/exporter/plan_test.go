@@ -310,18 +310,30 @@ func TestPlanWindowsChain(t *testing.T) {
 	}
 }
 
-// TestValidObject checks the written-out object name check against the
-// regular expression it replaces, on the edges and on every byte.
-func TestValidObject(t *testing.T) {
-	re := regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
-	names := []string{"", "a", "activities", "users", "a_1", "1a", "_a", "A", "aB", "a-b", "a b", "é",
-		"a" + strings.Repeat("b", 63), "a" + strings.Repeat("b", 64), strings.Repeat("z", 65)}
-	for c := range 256 {
-		names = append(names, string(rune(c)), "a"+string([]byte{byte(c)}))
-	}
-	for _, n := range names {
-		if got, want := validObject(n), re.MatchString(n); got != want {
-			t.Errorf("validObject(%q) = %v, want %v", n, got, want)
-		}
+// TestValidNames checks the written-out name checks against the regular
+// expressions they replace, on the edges and on every byte.
+func TestValidNames(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		re    string
+		valid func(string) bool
+	}{
+		{"object", `^[a-z][a-z0-9_]{0,63}$`, validObject},
+		{"run id", `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, ValidRunID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			re := regexp.MustCompile(tc.re)
+			names := []string{"", "a", "activities", "users", "a_1", "1a", "_a", "A", "aB", "a-b", "a.b", "a b", "é",
+				"-a", ".a", "Z9", "a" + strings.Repeat("b", 63), "a" + strings.Repeat("b", 64),
+				"a" + strings.Repeat("b", 127), "a" + strings.Repeat("b", 128)}
+			for c := range 256 {
+				names = append(names, string([]byte{byte(c)}), "a"+string([]byte{byte(c)}))
+			}
+			for _, n := range names {
+				if got, want := tc.valid(n), re.MatchString(n); got != want {
+					t.Errorf("%q: %v, the regular expression says %v", n, got, want)
+				}
+			}
+		})
 	}
 }
