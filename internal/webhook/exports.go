@@ -182,6 +182,9 @@ func (s *server) finishIdempotent(w http.ResponseWriter, r *http.Request, recKey
 
 func (s *server) invokeRun(r *http.Request, resp exportAccepted) error {
 	by := "POST /exports"
+	if c := apigwhttp.CallerOf(r.Context()); c.UserARN != "" {
+		by += " by " + c.UserARN
+	}
 	if id := requestID(r); id != "" {
 		by += " (apiRequestId " + id + ")"
 	}

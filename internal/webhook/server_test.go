@@ -230,6 +230,14 @@ func TestExportsLogsTheCaller(t *testing.T) {
 	if started["callerArn"] != caller.UserARN || started["callerId"] != caller.CallerID || started["callerAccount"] != caller.AccountID {
 		t.Errorf("export run started log = %v, want the caller %+v", started, caller)
 	}
+	// The run records who asked.
+	if len(h.invoker.calls) != 1 {
+		t.Fatalf("invocations = %+v, want one run", h.invoker.calls)
+	}
+	var run struct{ By string }
+	if err := json.Unmarshal([]byte(h.invoker.calls[0].Payload), &run); err != nil || !strings.Contains(run.By, caller.UserARN) {
+		t.Errorf("run payload %s: by = %q, want it to name %s (%v)", h.invoker.calls[0].Payload, run.By, caller.UserARN, err)
+	}
 }
 
 func TestExports(t *testing.T) {
