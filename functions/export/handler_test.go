@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -169,4 +170,25 @@ func TestHandle(t *testing.T) {
 			t.Errorf("calls = %v, want none", f.calls)
 		}
 	})
+}
+
+func TestTuneGC(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	for _, tc := range []struct {
+		name string
+		gogc string
+		want int
+	}{
+		{"default", "", collectGCPercent},
+		{"GOGC set: the runtime's setting stays", "100", 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetGCPercent(100)
+			tuneGC(tc.gogc)
+			if got := debug.SetGCPercent(100); got != tc.want {
+				t.Errorf("GC percent = %d, want %d", got, tc.want)
+			}
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	_ "time/tzdata" // EXPORT_TIMEZONE, whatever the runtime image carries
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -25,12 +26,31 @@ import (
 func main() {
 	// JSON logs from the first line, so an init failure is readable too.
 	slog.SetDefault(logging.New(slog.LevelInfo))
+	tuneGC(os.Getenv("GOGC")) // the Go runtime's variable: template.yaml sets none
 	h, err := newHandler(context.Background(), os.Getenv)
 	if err != nil {
 		slog.Error("init failed", "err", err.Error())
 		os.Exit(1)
 	}
 	lambda.StartHandlerFunc(h.handle)
+}
+
+// collectGCPercent is the GC's target for ExportFunction. A collect holds
+// about 20 MiB that lives the whole collect (two part buffers, the blocks,
+// the compressors) and makes little garbage (about 6 MiB per GiB of
+// input), so with GOGC's default of 100 the heap crept up to twice the live
+// set over a long collect (a 4 GiB day: peak RSS 48 MiB against 37 MiB for
+// 1 GiB, BenchmarkCollectRSS). At 25 that garbage is collected every 5 MiB
+// or so, a cycle per GiB of input, and each is cheap: the live set is
+// mostly pointer-free bytes.
+const collectGCPercent = 25
+
+// tuneGC sets collectGCPercent unless GOGC (gogc, its value in the
+// environment) is set.
+func tuneGC(gogc string) {
+	if gogc == "" {
+		debug.SetGCPercent(collectGCPercent)
+	}
 }
 
 // newHandler builds the handler once per cold start.

@@ -72,7 +72,7 @@ func BenchmarkCollectRSS(b *testing.B) {
 	}
 	for _, s := range sizes {
 		b.Run(s.name, func(b *testing.B) {
-			x := startE2EFull(b, nil, lambdatest.StackOptions{}, cetest.Options{DownloadFormat: "jsonl"}, 900*time.Second)
+			x := startE2EFull(b, benchEnv(), lambdatest.StackOptions{}, cetest.Options{DownloadFormat: "jsonl"}, 900*time.Second)
 			dayT := x.today.AddDate(0, 0, -2)
 			day := dayT.Format(time.DateOnly)
 			x.fake.SeedGenerated("activities", cetest.SampleActivitiesBytes(1, s.size, dayT, dayT.AddDate(0, 0, 1)))
@@ -96,4 +96,16 @@ func BenchmarkCollectRSS(b *testing.B) {
 			b.Logf("%s: bootstrap peak RSS %.1f MiB, collect %.1f MB/s (moto-bound)", s.name, float64(peak)/(1<<20), float64(s.size)/1e6/took.Seconds())
 		})
 	}
+}
+
+// benchEnv passes CEBULK_BENCH_GODEBUG / CEBULK_BENCH_GOGC to the bootstrap
+// as GODEBUG / GOGC, to compare the runtime's settings in one place.
+func benchEnv() map[string]string {
+	env := map[string]string{}
+	for _, k := range []string{"GODEBUG", "GOGC", "GOMEMLIMIT"} {
+		if v := os.Getenv("CEBULK_BENCH_" + k); v != "" {
+			env[k] = v
+		}
+	}
+	return env
 }

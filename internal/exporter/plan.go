@@ -3,7 +3,6 @@ package exporter
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -33,7 +32,31 @@ const (
 // watermark or the request says (ten years).
 const maxScanDays = 3660
 
-var objectRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+// validObject reports whether o is a CE object name this package accepts:
+// ^[a-z][a-z0-9_]{0,63}$.
+func validObject(o string) bool {
+	return validName(o, 64, isLower, func(c byte) bool { return isLower(c) || isDigit(c) || c == '_' })
+}
+
+// validName reports whether s is 1 to maxLen bytes, its first byte passing
+// first and the others rest. Names are checked this way rather than with
+// regular expressions: a bounded repetition such as {0,127} compiled at
+// package initialisation cost every cold start 1–2.5 ms.
+func validName(s string, maxLen int, first, rest func(byte) bool) bool {
+	if len(s) == 0 || len(s) > maxLen || !first(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !rest(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+func isAlnum(c byte) bool { return isLower(c) || isDigit(c) || ('A' <= c && c <= 'Z') }
 
 // Snapshot reports whether object is exported as a whole snapshot rather
 // than in day windows.
@@ -152,7 +175,7 @@ func Plan(r PlanRequest) (PlanResult, error) {
 	}
 	seen := map[string]bool{}
 	for _, o := range r.Objects {
-		if !objectRE.MatchString(o) {
+		if !validObject(o) {
 			return PlanResult{}, fmt.Errorf("%w: invalid object name %q", ErrBadPlan, o)
 		}
 		if seen[o] {

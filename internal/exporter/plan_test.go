@@ -2,6 +2,8 @@ package exporter
 
 import (
 	"errors"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 	_ "time/tzdata" // the zones below, whatever the machine has
@@ -302,6 +304,34 @@ func TestPlanWindowsChain(t *testing.T) {
 				}
 				if i > 0 && !got.Jobs[i-1].Window.To.Equal(j.Window.From) {
 					t.Errorf("%s starts at %v, the day before ends at %v", j.Day, j.Window.From, got.Jobs[i-1].Window.To)
+				}
+			}
+		})
+	}
+}
+
+// TestValidNames checks the written-out name checks against the regular
+// expressions they replace, on the edges and on every byte.
+func TestValidNames(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		re    string
+		valid func(string) bool
+	}{
+		{"object", `^[a-z][a-z0-9_]{0,63}$`, validObject},
+		{"run id", `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, ValidRunID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			re := regexp.MustCompile(tc.re)
+			names := []string{"", "a", "activities", "users", "a_1", "1a", "_a", "A", "aB", "a-b", "a.b", "a b", "é",
+				"-a", ".a", "Z9", "a" + strings.Repeat("b", 63), "a" + strings.Repeat("b", 64),
+				"a" + strings.Repeat("b", 127), "a" + strings.Repeat("b", 128)}
+			for c := range 256 {
+				names = append(names, string([]byte{byte(c)}), "a"+string([]byte{byte(c)}))
+			}
+			for _, n := range names {
+				if got, want := tc.valid(n), re.MatchString(n); got != want {
+					t.Errorf("%q: %v, the regular expression says %v", n, got, want)
 				}
 			}
 		})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -79,10 +78,11 @@ type RunDay struct {
 // JobID is the ledger id of the day's window.
 func (d RunDay) JobID() string { return DayJobID(d.Object, d.Day) }
 
-var runIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
-// ValidRunID reports whether id can name a run.
-func ValidRunID(id string) bool { return runIDRE.MatchString(id) }
+// ValidRunID reports whether id can name a run:
+// ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$.
+func ValidRunID(id string) bool {
+	return validName(id, 128, isAlnum, func(c byte) bool { return isAlnum(c) || c == '.' || c == '_' || c == '-' })
+}
 
 // RunKey is the object of run id.
 func RunKey(id string) string { return RunsPrefix + id + ".json" }

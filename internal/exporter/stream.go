@@ -36,6 +36,8 @@ const (
 	// blocks of about this much JSON, in parallel when there is more than
 	// one CPU; concatenated members are one valid gzip file.
 	blockSize = 512 << 10
+	// blockSlack is room past blockSize for the record that fills a block.
+	blockSlack = 64 << 10
 	// partSize is the least compressed size of a multipart part (S3's
 	// minimum, 5 MiB, for every part but the last). Each part is whole
 	// gzip members, and the collect checkpoints after each.
@@ -118,12 +120,17 @@ func (c *encoder) run(ctx context.Context, rr *ce.RecordReader, in *countingRead
 		spare = make(chan *bytes.Buffer, 2)
 	)
 	for range nfree {
-		free <- &block{}
+		// Sized once too: grown from empty, each block's buffer doubled up
+		// to 1 MiB (8 MiB of garbage per collect and twice the memory held);
+		// only a record larger than the slack grows it now.
+		b := &block{}
+		b.plain.Grow(blockSize + blockSlack)
+		free <- b
 	}
 	for range 2 {
 		// Sized once: a part is cut at the first member past partSize, and
 		// a member is smaller than its block.
-		spare <- bytes.NewBuffer(make([]byte, 0, partSize+blockSize+64<<10))
+		spare <- bytes.NewBuffer(make([]byte, 0, partSize+blockSize+blockSlack))
 	}
 	fail := func(err error) { cancel(err) }
 

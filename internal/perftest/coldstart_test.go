@@ -22,6 +22,11 @@ var functions = []struct {
 	name, pkg string
 }{
 	{"hello", "./internal/perftest/hello"},
+	// What the AWS SDK costs by itself, built as the functions use it
+	// (floor-sdk), without the Lambda client, and without the config package.
+	{"floor-sdk", "./internal/perftest/floor/sdk"},
+	{"floor-nolambda", "./internal/perftest/floor/nolambda"},
+	{"floor-noconfig", "./internal/perftest/floor/noconfig"},
 	{"export", "./functions/export"},
 	{"import", "./functions/import"},
 	{"webhook", "./functions/webhook"},
@@ -93,7 +98,8 @@ func coldStart(tb testing.TB, bin string, env []string) time.Duration {
 // aws-lambda-go bootstrap in the same run, the time from exec to the first
 // request for work from the runtime API (what Lambda's Init duration
 // covers), as the median of rounds run in turn; and the production
-// (arm64) binary sizes. x-hello is a function's median over hello's.
+// (arm64) binary sizes. x-hello is a function's median over hello's,
+// x-floor-sdk a function's over floor-sdk's (what cebulk adds to the SDK).
 func BenchmarkColdStart(b *testing.B) {
 	awstest.Endpoint(b) // the SDK's environment, as under make test
 	dir := b.TempDir()
@@ -134,13 +140,16 @@ func BenchmarkColdStart(b *testing.B) {
 		slices.Sort(s)
 		return s[len(s)/2]
 	}
-	hello := median(times["hello"])
+	hello, floor := median(times["hello"]), median(times["floor-sdk"])
 	var lines []string
 	for _, f := range functions {
 		m := median(times[f.name])
 		b.ReportMetric(float64(m.Microseconds())/1e3, f.name+"-ms")
 		if f.name != "hello" {
 			b.ReportMetric(float64(m)/float64(hello), f.name+"-x-hello")
+		}
+		if !strings.HasPrefix(f.name, "floor") && f.name != "hello" {
+			b.ReportMetric(float64(m)/float64(floor), f.name+"-x-floor-sdk")
 		}
 		b.ReportMetric(sizes[f.name], f.name+"-arm64-MB")
 		lines = append(lines, fmt.Sprintf("%s %.1f ms (%.2fx hello, %.1f MB arm64)", f.name, float64(m.Microseconds())/1e3, float64(m)/float64(hello), sizes[f.name]))
