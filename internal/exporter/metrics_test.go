@@ -37,10 +37,13 @@ func TestFreshnessMetrics(t *testing.T) {
 	byDay := seedActivities(e.fake, 600, dayStart(e.day(-4)), dayStart(e.day(0)))
 	ex := e.exporter(nil, nil)
 	now := e.clock.Now()
-	sinceMidnight := now.Sub(dayStart(e.day(0))).Hours()
+	// ageHours is the metric's value for a watermark days before today:
+	// computed from durations as the exporter does, so floats compare exactly.
+	sinceMidnight := now.Sub(dayStart(e.day(0)))
+	ageHours := func(days int) float64 { return (time.Duration(days)*24*time.Hour + sinceMidnight).Hours() }
 
 	mustRun(t, ex, RunRequest{})
-	if diff := cmp.Diff(map[string][]float64{"activities": {3*24 + sinceMidnight}}, metricValues(t, e, MetricWatermarkAgeHours)); diff != "" {
+	if diff := cmp.Diff(map[string][]float64{"activities": {ageHours(3)}}, metricValues(t, e, MetricWatermarkAgeHours)); diff != "" {
 		t.Errorf("watermark age after the run (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(map[string][]float64{"activities": {3}}, metricValues(t, e, MetricDaysPending)); diff != "" {
@@ -63,7 +66,7 @@ func TestFreshnessMetrics(t *testing.T) {
 		t.Errorf("bytes published (-want +got):\n%s", diff)
 	}
 	// After each collect (the watermark moves a day each) and the sweep.
-	want := []float64{3*24 + sinceMidnight, 2*24 + sinceMidnight, 24 + sinceMidnight, sinceMidnight, sinceMidnight}
+	want := []float64{ageHours(3), ageHours(2), ageHours(1), ageHours(0), ageHours(0)}
 	if diff := cmp.Diff(map[string][]float64{"activities": want}, metricValues(t, e, MetricWatermarkAgeHours)); diff != "" {
 		t.Errorf("watermark age after the sweep (-want +got):\n%s", diff)
 	}
@@ -72,8 +75,8 @@ func TestFreshnessMetrics(t *testing.T) {
 	mustSweep(t, ex)
 	ages := metricValues(t, e, MetricWatermarkAgeHours)["activities"]
 	pending := metricValues(t, e, MetricDaysPending)["activities"]
-	if got := ages[len(ages)-1]; got != 24+sinceMidnight {
-		t.Errorf("watermark age a day later, nothing exported = %v, want %v", got, 24+sinceMidnight)
+	if got := ages[len(ages)-1]; got != ageHours(1) {
+		t.Errorf("watermark age a day later, nothing exported = %v, want %v", got, ageHours(1))
 	}
 	if got := pending[len(pending)-1]; got != 1 {
 		t.Errorf("days pending a day later = %v, want 1", got)
