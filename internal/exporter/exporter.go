@@ -364,9 +364,21 @@ func (e *Exporter) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 		if g == nil {
 			res.Deferred += len(plan.Jobs) - i
 			e.log.InfoContext(ctx, "query budget spent: windows left for a later run", "deferred", len(plan.Jobs)-i)
+			// The sweeps start a deferred snapshot (claimed in the ledger
+			// now, named by this run's event) and the scheduled run's
+			// deferred days before any backfill's, as the budget allows.
+			runID := req.RunID
+			if !backfill && runID == "" {
+				runID = lookbackTag(req.At, now)
+			}
+			snaps, err := e.deferSnapshots(ctx, runID, plan.Jobs[i:])
+			if err != nil {
+				return res, err
+			}
+			if len(snaps) > 0 {
+				e.log.InfoContext(ctx, "query budget spent: snapshot left for the sweeps", "jobIds", snaps)
+			}
 			if !backfill {
-				// The sweeps start the scheduled run's deferred days
-				// before any backfill's, as the budget allows.
 				if err := e.deferScheduled(ctx, lookbackTag(req.At, now), plan.Jobs[i:]); err != nil {
 					return res, err
 				}
@@ -457,19 +469,8 @@ func (e *Exporter) startPlanned(ctx context.Context, p PlannedJob, runID string)
 	)
 	switch p.Action {
 	case ActionCreate:
-		w := p.Window
-		job = &ledger.Job{
-			ID:        p.ID,
-			Kind:      ledger.KindExport,
-			Object:    p.Object,
-			Status:    ledger.StatusPending,
-			Attempts:  1,
-			StartedAt: now,
-			Deadline:  now.Add(e.cfg.JobDeadline),
-			TokenHash: hash,
-			Window:    &w,
-			Run:       runID,
-		}
+		job = e.newJob(p, runID, now)
+		job.TokenHash = hash
 		etag, err = e.jobs.Create(ctx, job)
 		if errors.Is(err, ledger.ErrExists) {
 			return sj, false, nil
@@ -517,6 +518,46 @@ func (e *Exporter) startPlanned(ctx context.Context, p PlannedJob, runID string)
 	}
 	sj.CEJobID = job.CEJobID
 	return sj, true, nil
+}
+
+// newJob is the ledger record that claims planned window p: PENDING, no CE
+// job yet, attempt 1, due by JobDeadline.
+func (e *Exporter) newJob(p PlannedJob, runID string, now time.Time) *ledger.Job {
+	w := p.Window
+	return &ledger.Job{
+		ID:        p.ID,
+		Kind:      ledger.KindExport,
+		Object:    p.Object,
+		Status:    ledger.StatusPending,
+		Attempts:  1,
+		StartedAt: now,
+		Deadline:  now.Add(e.cfg.JobDeadline),
+		Window:    &w,
+		Run:       runID,
+	}
+}
+
+// deferSnapshots claims, for the sweeps, the new snapshots among the jobs a
+// scheduled run could not start for want of budget: each becomes a PENDING
+// ledger record without a CE job, which the next sweep with budget starts
+// (sweeps start such jobs before any run's days), under the snapshot name
+// of the scheduled event. It returns the ids claimed.
+func (e *Exporter) deferSnapshots(ctx context.Context, runID string, jobs []PlannedJob) ([]string, error) {
+	var ids []string
+	for _, p := range jobs {
+		if p.Day != "" || p.Action != ActionCreate {
+			continue
+		}
+		_, err := e.jobs.Create(ctx, e.newJob(p, runID, e.now()))
+		if errors.Is(err, ledger.ErrExists) {
+			continue
+		}
+		if err != nil {
+			return ids, fmt.Errorf("claim the deferred snapshot %s: %w", p.ID, err)
+		}
+		ids = append(ids, p.ID)
+	}
+	return ids, nil
 }
 
 // errStart marks a CE job that could not be started; the ledger record

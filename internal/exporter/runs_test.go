@@ -1,13 +1,16 @@
 package exporter
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/cebulk/cebulk/internal/budget"
 	"github.com/cebulk/cebulk/internal/cetest"
-	"github.com/google/go-cmp/cmp"
+	"github.com/cebulk/cebulk/internal/ledger"
 )
 
 func TestNewRunThreeYears(t *testing.T) {
@@ -216,6 +219,36 @@ func TestSnapshotChargedByLastProfileCount(t *testing.T) {
 	if r := mustRun(t, ex, RunRequest{At: e.clock.Now()}); len(r.Started) != 1 || used() != 3 {
 		t.Fatalf("second snapshot: %d started, %d tokens; want 1 charged ceil(2500/1000) = 3", len(r.Started), used())
 	}
+
+	// The hour's budget spent (3 of 10 used, 7 taken by a backfill's
+	// sweep): the next scheduled event's snapshot is claimed for the
+	// sweeps, which start it, under that event's name, as soon as an hour
+	// has budget, before any run's days.
+	e.clock.Add(time.Hour)
+	if g, err := b.Claim(t.Context(), 10); err != nil || g.Tokens != 10 {
+		t.Fatalf("spend the hour: %+v, %v", g, err)
+	}
+	at := e.clock.Now()
+	r := mustRun(t, ex, RunRequest{At: at})
+	if len(r.Started) != 0 || r.Deferred != 1 {
+		t.Fatalf("snapshot over budget: %d started, %d deferred; want 0, 1", len(r.Started), r.Deferred)
+	}
+	id := SnapshotJobID(ObjectUsers, at)
+	if j := e.job(t, id); j.Status != ledger.StatusPending || j.CEJobID != "" {
+		t.Fatalf("deferred snapshot %s: %s, CE job %q; want PENDING without a CE job", id, j.Status, j.CEJobID)
+	}
+	e.clock.Add(2 * time.Minute)
+	if s := mustSweep(t, ex); len(s.Started) != 0 || !slices.Contains(s.Postponed, id) {
+		t.Fatalf("sweep in the spent hour: started %v, postponed %v; want %s postponed", s.Started, s.Postponed, id)
+	}
+	e.clock.Add(time.Hour)
+	if s := mustSweep(t, ex); !slices.Equal(s.Started, []string{id}) {
+		t.Fatalf("sweep in the next hour started %v, want [%s]", s.Started, id)
+	}
+	if j := e.job(t, id); j.CEJobID == "" {
+		t.Errorf("deferred snapshot %s has no CE job after the sweep", id)
+	}
+
 	for _, tc := range []struct {
 		profiles int64
 		want     int
