@@ -128,6 +128,20 @@ func DrainAndClose(body io.ReadCloser) {
 	_ = body.Close()
 }
 
+// Doubling is lo doubled n times, capped at hi: the exponential part of a
+// backoff (lo·2^n, at most hi; 0 when lo is 0), safe from overflow for any n.
+func Doubling(lo, hi time.Duration, n int) time.Duration {
+	if lo <= 0 {
+		return 0
+	}
+	if n >= 0 && n < 62 {
+		if u := lo << n; u > 0 && u < hi && u>>n == lo {
+			return u
+		}
+	}
+	return max(lo, hi)
+}
+
 // Sleep waits for d or until ctx is done, whichever comes first.
 func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {

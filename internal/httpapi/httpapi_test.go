@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseBaseURL(t *testing.T) {
@@ -68,5 +69,26 @@ func TestTransientTransportError(t *testing.T) {
 	}
 	if got := UnwrapURLError(&url.Error{Op: "Get", URL: "https://h/?token=s", Err: refused}); got != refused {
 		t.Errorf("UnwrapURLError = %v", got)
+	}
+}
+
+func TestDoubling(t *testing.T) {
+	for _, tc := range []struct {
+		lo, hi time.Duration
+		n      int
+		want   time.Duration
+	}{
+		{2 * time.Second, time.Minute, 0, 2 * time.Second},
+		{2 * time.Second, time.Minute, 4, 32 * time.Second},
+		{2 * time.Second, time.Minute, 5, time.Minute}, // 64 s capped
+		{2 * time.Second, time.Minute, 61, time.Minute},
+		{2 * time.Second, time.Minute, 1000, time.Minute}, // no overflow
+		{2 * time.Second, time.Minute, -1, time.Minute},
+		{0, time.Minute, 3, 0},
+		{time.Second, 0, 2, time.Second}, // never below lo
+	} {
+		if got := Doubling(tc.lo, tc.hi, tc.n); got != tc.want {
+			t.Errorf("Doubling(%v, %v, %d) = %v, want %v", tc.lo, tc.hi, tc.n, got, tc.want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cebulk/cebulk/internal/httpapi"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/recordio"
 	"github.com/cebulk/cebulk/internal/s3stream"
@@ -166,10 +167,7 @@ func (r *runner) throttleWait() time.Duration {
 // in a row: 2 s doubling to 60 s, plus 1–5 s of jitter. jitter(n) returns a
 // number in [0, n).
 func MixpanelBackoff(n int, jitter func(int64) int64) time.Duration {
-	base := 60 * time.Second
-	if n >= 1 && n <= 5 {
-		base = min(base, (2*time.Second)<<(n-1))
-	}
+	base := httpapi.Doubling(2*time.Second, 60*time.Second, max(n, 1)-1)
 	const spread = int64(4 * time.Second)
 	return base + time.Second + time.Duration(jitter(spread+1))
 }

@@ -65,13 +65,8 @@ func (m retryMode) retryResponse(e *APIError) bool {
 // backoff returns the wait before retry number attempt+1: full jitter
 // between minWait and min(maxWait, minWait*2^attempt).
 func (c *Client) backoff(attempt int) time.Duration {
-	lo, hi := c.retry.minWait, c.retry.maxWait
-	upper := hi
-	if attempt < 62 && lo > 0 {
-		if u := lo << attempt; u > 0 && u < hi && u>>attempt == lo {
-			upper = u
-		}
-	}
+	lo := c.retry.minWait
+	upper := httpapi.Doubling(lo, c.retry.maxWait, attempt)
 	if upper <= lo {
 		return lo
 	}

@@ -128,17 +128,7 @@ func (c *Client) pause(ctx context.Context, method, path string, attempt, status
 // backoff returns the wait before retry number attempt+1: minWait doubled
 // attempt times, capped at maxWait, plus the jitter.
 func (c *Client) backoff(attempt int) time.Duration {
-	lo, hi := c.retry.minWait, c.retry.maxWait
-	d := hi
-	if attempt < 62 && lo > 0 {
-		if u := lo << attempt; u > 0 && u < hi && u>>attempt == lo {
-			d = u
-		}
-	}
-	if lo == 0 {
-		d = 0
-	}
-	return d + c.jitterWait()
+	return httpapi.Doubling(c.retry.minWait, c.retry.maxWait, attempt) + c.jitterWait()
 }
 
 // jitterWait returns a uniform wait between jitterMin and jitterMax.
