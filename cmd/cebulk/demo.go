@@ -30,6 +30,7 @@ import (
 	"github.com/cebulk/cebulk/internal/cetest"
 	"github.com/cebulk/cebulk/internal/lambdalocal"
 	"github.com/cebulk/cebulk/internal/localaws"
+	"github.com/cebulk/cebulk/internal/mptest"
 )
 
 //go:embed demodata/users.csv
@@ -57,11 +58,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", "demo-out", "folder for the bucket copy, the function logs and the binaries")
-	nEvents := fs.Int("events", 3000, "sample events per day in the CE emulator")
-	nUsers := fs.Int("users", 250, "sample people profiles in the CE emulator")
+	nEvents := fs.Int("events", 3000, "sample events per day in the emulator")
+	nUsers := fs.Int("users", 250, "sample people profiles in the emulator")
+	backend := fs.String("backend", "ce", "`backend` the functions run with: ce (CE bulk, on the CE emulator) or mixpanel (Mixpanel's own APIs, on the Mixpanel emulator)")
 	timeout := fs.Duration("timeout", 3*time.Minute, "give up after this long")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: cebulk demo [flags]\n\nRuns export, webhook callback and import end to end on this machine, with no cloud account.")
+		fmt.Fprintln(stderr, "usage: cebulk demo [flags]\n\nRuns export, webhook callback and import end to end on this machine, with no cloud account.\nWith -backend mixpanel the same story runs on Mixpanel's own APIs: no CE, no callbacks.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -70,13 +72,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return &usageError{err}
 	}
+	if *backend != "ce" && *backend != "mixpanel" {
+		return &usageError{fmt.Errorf("demo: -backend %q: want ce or mixpanel", *backend)}
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	abs, err := filepath.Abs(*out)
 	if err != nil {
 		return err
 	}
-	d := &demo{out: abs, w: stdout, events: *nEvents, users: *nUsers}
+	d := &demo{out: abs, w: stdout, events: *nEvents, users: *nUsers, backend: *backend}
 	defer d.close()
 	if err := d.run(ctx); err != nil {
 		if d.authz != nil {
@@ -97,7 +102,9 @@ type demo struct {
 	stepName       string
 	closers        []func()
 	s3             *s3.Client
-	fake           *cetest.Fake
+	backend        string       // "ce" or "mixpanel"
+	fake           *cetest.Fake // the CE emulator (backend ce)
+	mp             *mptest.Fake // the Mixpanel emulator (backend mixpanel)
 	invoke         *lambdalocal.InvokeAPI
 	fns            map[string]*lambdalocal.Function
 	authz          *awsauthz.Proxy
@@ -151,7 +158,11 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 
-	d.begin("start the CE emulator, S3, Secrets Manager, API Gateway and Lambda stand-ins")
+	if d.backend == "mixpanel" {
+		d.begin("start the Mixpanel emulator, S3, Secrets Manager, API Gateway and Lambda stand-ins")
+	} else {
+		d.begin("start the CE emulator, S3, Secrets Manager, API Gateway and Lambda stand-ins")
+	}
 	if err := d.startServices(ctx, bins); err != nil {
 		return err
 	}
@@ -171,11 +182,19 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say("ExportFunction answered: %s", compact(res.Payload))
 
-	d.begin("CE finishes the jobs and calls back through the webhook; ExportFunction collects")
+	if d.mp != nil {
+		d.begin("no callback to wait for: ExportFunction collects each day straight from Mixpanel's export")
+	} else {
+		d.begin("CE finishes the jobs and calls back through the webhook; ExportFunction collects")
+	}
 	if err := d.waitJobs(ctx, "export-"); err != nil {
 		return err
 	}
-	d.say("callbacks delivered by the CE emulator: %d", len(d.fake.Deliveries()))
+	if d.mp != nil {
+		d.say("Mixpanel emulator served %d raw exports and %d engage query pages", d.mp.Count(mptest.RouteExport), d.mp.Count(mptest.RouteEngageQuery))
+	} else {
+		d.say("callbacks delivered by the CE emulator: %d", len(d.fake.Deliveries()))
+	}
 	if err := d.printExports(ctx); err != nil {
 		return err
 	}
@@ -199,7 +218,11 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say("uploaded s3://%s/%s (%d bytes); ImportFunction answered: %s", demoBucket, key, len(demoUsersCSV), compact(res.Payload))
 
-	d.begin("CE finishes the upload and calls back; ImportFunction writes the report")
+	if d.mp != nil {
+		d.begin("Mixpanel answered every /engage batch; ImportFunction writes the report")
+	} else {
+		d.begin("CE finishes the upload and calls back; ImportFunction writes the report")
+	}
 	summaryKey := "reports/imports/users/demo-users.csv/summary.json"
 	summary, err := d.waitObject(ctx, summaryKey)
 	if err != nil {
@@ -266,16 +289,32 @@ func (d *demo) startServices(ctx context.Context, bins map[string]string) error 
 	today := d.now.Truncate(24 * time.Hour)
 	from := today.AddDate(0, 0, -3)
 	d.exportWindowTo = today
-	d.fake = cetest.NewFake(cetest.Options{SignatureKey: demoSigKey, CompletionDelay: 500 * time.Millisecond, TickInterval: 100 * time.Millisecond})
-	d.fake.SeedGenerated("activities", cetest.SampleActivities(1, 3*d.events, from, today))
-	d.fake.SeedGenerated("users", cetest.SampleUsers(2, d.users))
-	d.fake.Start()
-	d.closers = append(d.closers, d.fake.Close)
-	ceURL, err := d.serve(d.fake)
-	if err != nil {
-		return err
+	var ceURL, mpURL string
+	var secretDoc []byte
+	var err error
+	if d.backend == "mixpanel" {
+		d.mp = mptest.NewFake(mptest.Options{})
+		d.mp.SetGenerator(mptest.SampleEvents(1, d.events, d.users, from, today))
+		d.mp.SeedProfiles(mptest.SampleProfiles(1, d.users))
+		if mpURL, err = d.serve(d.mp); err != nil {
+			return err
+		}
+		d.say("Mixpanel emulator  %s  (%d events over %s..%s, %d profiles, service account)", mpURL, 3*d.events, from.Format(time.DateOnly), today.AddDate(0, 0, -1).Format(time.DateOnly), d.users)
+		o := d.mp.Options()
+		secretDoc, _ = json.Marshal(map[string]string{"serviceAccountUser": o.Username, "serviceAccountSecret": o.Secret, "projectId": o.ProjectID, "projectToken": o.Token})
+	} else {
+		d.fake = cetest.NewFake(cetest.Options{SignatureKey: demoSigKey, CompletionDelay: 500 * time.Millisecond, TickInterval: 100 * time.Millisecond})
+		d.fake.SeedGenerated("activities", cetest.SampleActivities(1, 3*d.events, from, today))
+		d.fake.SeedGenerated("users", cetest.SampleUsers(2, d.users))
+		d.fake.Start()
+		d.closers = append(d.closers, d.fake.Close)
+		if ceURL, err = d.serve(d.fake); err != nil {
+			return err
+		}
+		d.say("CE emulator        %s/elements/api-v2  (%d events over %s..%s, %d profiles, callbacks signed)", ceURL, 3*d.events, from.Format(time.DateOnly), today.AddDate(0, 0, -1).Format(time.DateOnly), d.users)
+		creds := d.fake.Credentials()
+		secretDoc, _ = json.Marshal(map[string]string{"userSecret": creds.UserSecret, "organizationSecret": creds.OrganizationSecret, "elementToken": creds.ElementToken, "signatureKey": demoSigKey})
 	}
-	d.say("CE emulator        %s/elements/api-v2  (%d events over %s..%s, %d profiles, callbacks signed)", ceURL, 3*d.events, from.Format(time.DateOnly), today.AddDate(0, 0, -1).Format(time.DateOnly), d.users)
 
 	// S3 and Secrets Manager.
 	stack := localaws.New(demoRegion)
@@ -283,9 +322,7 @@ func (d *demo) startServices(ctx context.Context, bins map[string]string) error 
 	if err != nil {
 		return err
 	}
-	creds := d.fake.Credentials()
-	secret, _ := json.Marshal(map[string]string{"userSecret": creds.UserSecret, "organizationSecret": creds.OrganizationSecret, "elementToken": creds.ElementToken, "signatureKey": demoSigKey})
-	secretARN := stack.SecretsManager.Put("cebulk/ce", string(secret))
+	secretARN := stack.SecretsManager.Put("cebulk/ce", string(secretDoc))
 	d.s3 = s3.NewFromConfig(aws.Config{
 		Region: demoRegion, BaseEndpoint: aws.String(awsURL),
 		Credentials:                credentials.NewStaticCredentialsProvider(demoAdminKey, "demo", ""),
@@ -330,7 +367,7 @@ func (d *demo) startServices(ctx context.Context, bins map[string]string) error 
 		"AWS_REGION="+demoRegion, "AWS_DEFAULT_REGION="+demoRegion,
 		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_LAMBDA_LOG_FORMAT=JSON",
-		"CE_BASE_URL="+ceURL+"/elements/api-v2",
+		"BACKEND="+d.backend,
 		"CE_SECRET_ID="+secretARN,
 		"DATA_BUCKET="+demoBucket,
 		"CALLBACK_URL="+d.gatewayURL+"/callbacks/ce",
@@ -344,6 +381,11 @@ func (d *demo) startServices(ctx context.Context, bins map[string]string) error 
 		"IMPORT_FUNCTION_NAME="+demoImportFn,
 		"LOG_LEVEL=info",
 	)
+	if d.mp != nil {
+		env = append(env, "MIXPANEL_BASE_URL="+mpURL)
+	} else {
+		env = append(env, "CE_BASE_URL="+ceURL+"/elements/api-v2")
+	}
 	d.fns = map[string]*lambdalocal.Function{}
 	logicalIDs := map[string]string{demoExportFn: "ExportFunction", demoImportFn: "ImportFunction", demoWebhookFn: "WebhookFunction"}
 	for _, name := range []string{demoExportFn, demoImportFn, demoWebhookFn} {
@@ -603,7 +645,11 @@ func (d *demo) printImport(ctx context.Context, summary []byte) error {
 	for sc.Scan() {
 		d.say("  %s", sc.Text())
 	}
-	d.say("records the CE emulator accepted: %d", len(d.fake.Uploaded("users")))
+	if d.mp != nil {
+		d.say("profile updates the Mixpanel emulator applied: %d (profiles now: %d)", len(d.mp.Updates()), len(d.mp.Profiles()))
+	} else {
+		d.say("records the CE emulator accepted: %d", len(d.fake.Uploaded("users")))
+	}
 	return sc.Err()
 }
 

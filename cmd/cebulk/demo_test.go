@@ -19,14 +19,26 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the demo builds three bootstraps and runs them; skipped with -short")
 	}
+	for _, tc := range []struct {
+		backend string
+		wants   []string // in the output, besides the common lines
+	}{
+		{"ce", []string{"records the CE emulator accepted: 5", "callbacks delivered by the CE emulator"}},
+		{"mixpanel", []string{"profile updates the Mixpanel emulator applied: 5", "Mixpanel emulator served 3 raw exports and 1 engage query pages"}},
+	} {
+		t.Run(tc.backend, func(t *testing.T) { testDemo(t, tc.backend, tc.wants) })
+	}
+}
+
+func testDemo(t *testing.T, backend string, wants []string) {
 	awayFromHourBoundary(t, time.Minute) // the demo's partitions are named from the clock
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	if err := run(t.Context(), []string{"demo", "-out", out, "-events", "500", "-users", "40", "-timeout", "4m"}, &stdout, &stderr); err != nil {
+	if err := run(t.Context(), []string{"demo", "-backend", backend, "-out", out, "-events", "500", "-users", "40", "-timeout", "4m"}, &stdout, &stderr); err != nil {
 		t.Fatalf("cebulk demo: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	text := stdout.String()
-	for _, want := range []string{"partitions published:", "1540 records exported in 4 partitions", "records the CE emulator accepted: 5", "demo finished"} {
+	for _, want := range append([]string{"partitions published:", "1540 records exported in 4 partitions", "demo finished"}, wants...) {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
 		}
@@ -38,10 +50,11 @@ func TestDemo(t *testing.T) {
 		var m struct {
 			Records int64  `json:"records"`
 			Part    string `json:"part"`
+			Backend string `json:"backend"`
 		}
 		readJSON(t, filepath.Join(dir, "_manifest.json"), &m)
-		if m.Records != 500 {
-			t.Errorf("%s manifest records = %d, want 500", dir, m.Records)
+		if m.Records != 500 || m.Backend != backend {
+			t.Errorf("%s manifest records = %d, backend %q; want 500 from %s", dir, m.Records, m.Backend, backend)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "_SUCCESS")); err != nil {
 			t.Errorf("%s has no _SUCCESS", dir)

@@ -95,6 +95,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ex := exporter.New(exporter.Config{
 		Bucket:    common.Bucket,
+		Backend:   common.Backend,
 		Objects:   s.objects,
 		Start:     s.start,
 		Location:  s.location,
@@ -107,7 +108,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// once, as PollAfter is 0 without a callback URL), or by the
 		// ExportFunction's sweeps if this command stops first.
 		CallbackURL: "",
-	}, c.CE, c.Store, c.Jobs, c.Log)
+	}, c.Exports(), c.Store, c.Jobs, c.Log)
 
 	req := exporter.RunRequest{From: s.from, To: s.to, RunID: "cebulk-export-" + time.Now().UTC().Format("20060102T150405Z"), By: "cebulk export"}
 	if s.objectsGiven {

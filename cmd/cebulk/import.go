@@ -103,7 +103,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Bucket:       common.Bucket,
 		ChunkRecords: n,
 		CallbackURL:  "", // poll only: Finalize below, or the ImportFunction's sweep
-	}, c.CE, c.Store, c.Jobs, resumeHere, c.Log)
+	}, c.Imports(common.Bucket), c.Store, c.Jobs, resumeHere, c.Log)
 
 	r := &importRun{
 		im: im, store: c.Store, dataBucket: common.Bucket,

@@ -78,6 +78,7 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 	}
 	ex := exporter.New(exporter.Config{
 		Bucket:      cfg.Bucket,
+		Backend:     cfg.Backend,
 		Objects:     cfg.Objects,
 		Start:       cfg.Start,
 		Location:    cfg.Location,
@@ -89,6 +90,6 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		CallbackURL: cfg.CallbackURL,
 		Metrics:     os.Stdout, // CloudWatch embedded metric format
 		Continue:    continueCollect,
-	}, c.CE, c.Store, c.Jobs, c.Log)
+	}, c.Exports(), c.Store, c.Jobs, c.Log)
 	return &handler{ex: ex, log: c.Log}, nil
 }

@@ -55,7 +55,7 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		SafetyMargin: safetyMargin,
 		Metrics:      os.Stdout,
 		Function:     "import",
-	}, c.CE, c.Store, c.Jobs, self.resume, c.Log)
+	}, c.Imports(cfg.Bucket), c.Store, c.Jobs, self.resume, c.Log)
 	return &handler{imp: imp, log: c.Log}, nil
 }
 

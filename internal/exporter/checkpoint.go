@@ -252,6 +252,7 @@ func (e *Exporter) export(workCtx, ctx context.Context, h *held, st *ce.Job) (ex
 
 	m := &Manifest{
 		Object:          job.Object,
+		Backend:         e.cfg.Backend,
 		Window:          ManifestWindow{From: job.Window.From.UTC(), To: job.Window.To.UTC()},
 		Partition:       job.Window.Partition,
 		CEJobID:         job.CEJobID,

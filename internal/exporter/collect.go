@@ -507,7 +507,10 @@ func ceState(st *ce.Job, now time.Time) *ledger.CEState {
 // Manifest describes a published partition. It is written to
 // _manifest.json after the part and before _SUCCESS.
 type Manifest struct {
-	Object          string         `json:"object"`
+	Object string `json:"object"`
+	// Backend is where the records came from: "ce" (CE bulk) or
+	// "mixpanel" (Mixpanel's own export API).
+	Backend         string         `json:"backend"`
 	Window          ManifestWindow `json:"window"`
 	Partition       string         `json:"partition"`
 	CEJobID         string         `json:"ceJobId"`

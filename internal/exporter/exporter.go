@@ -19,9 +19,13 @@ import (
 	"github.com/cebulk/cebulk/pkg/ce"
 )
 
-// CE is the part of the CE bulk API the exporter uses. *ce.Client and
-// *ceclient.Client implement it.
-type CE interface {
+// Backend is where the exporter's records come from, in CE's job model:
+// start a query job for a day window or a snapshot, read its status,
+// download its records (from an offset, to resume), cancel it. The CE
+// backend is *ceclient.Client (or *ce.Client); the Mixpanel backend,
+// *mpdirect.Exports, answers a start with a job already COMPLETED and runs
+// the export when it is downloaded.
+type Backend interface {
 	StartQuery(ctx context.Context, q ce.QueryRequest) (*ce.Job, error)
 	Status(ctx context.Context, jobID string) (*ce.Job, error)
 	Download(ctx context.Context, jobID, object string, opts ...ce.DownloadOption) (io.ReadCloser, error)
@@ -54,6 +58,8 @@ type Budget interface {
 type Config struct {
 	// Bucket is the data bucket (exports/ and state/). Required.
 	Bucket string
+	// Backend names the backend in manifests and logs ("ce").
+	Backend string
 	// Objects are the CE objects a scheduled run exports (activities,users).
 	Objects []string
 	// Start is the first day (YYYY-MM-DD) of an object without a watermark;
@@ -113,6 +119,8 @@ type Config struct {
 
 // Defaults.
 const (
+	// DefaultBackend is the backend's name when Config.Backend is empty.
+	DefaultBackend      = "ce"
 	defaultMaxAttempts  = 3
 	defaultJobDeadline  = 6 * time.Hour
 	defaultSafetyMargin = 30 * time.Second
@@ -131,7 +139,7 @@ const (
 // piece of state lives in the bucket.
 type Exporter struct {
 	cfg   Config
-	ce    CE
+	ce    Backend
 	store ObjectStore
 	jobs  *ledger.Store
 	log   *slog.Logger
@@ -139,9 +147,12 @@ type Exporter struct {
 
 // New returns an Exporter. api is the CE client, store the S3 store and jobs
 // the ledger in cfg.Bucket; log may be nil (discard).
-func New(cfg Config, api CE, store ObjectStore, jobs *ledger.Store, log *slog.Logger) *Exporter {
+func New(cfg Config, api Backend, store ObjectStore, jobs *ledger.Store, log *slog.Logger) *Exporter {
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
+	}
+	if cfg.Backend == "" {
+		cfg.Backend = DefaultBackend
 	}
 	if cfg.TimeBasis == "" {
 		cfg.TimeBasis = DefaultTimeBasis
@@ -617,6 +628,14 @@ func (e *Exporter) startCE(ctx context.Context, job *ledger.Job, etag, token str
 		return job, etag, fmt.Errorf("record CE job %s of %s: %w", cj.ID, job.ID, err)
 	}
 	e.logJob(ctx, slog.LevelInfo, "CE job started", job, slog.Int64("durationMs", time.Since(t0).Milliseconds()))
+	if cj.Status == ce.StatusCompleted && e.cfg.Continue != nil {
+		// A synchronous backend (Mixpanel's export) has nothing to wait
+		// for and nobody calls back: collect at once. Should queueing
+		// fail, the next sweep collects it.
+		if err := e.cfg.Continue(ctx, job.ID); err != nil {
+			e.logJob(ctx, slog.LevelWarn, "collect not queued; the sweep will collect", job, slog.String("err", err.Error()))
+		}
+	}
 	return job, tag, nil
 }
 

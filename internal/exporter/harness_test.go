@@ -23,14 +23,19 @@ import (
 	"github.com/cebulk/cebulk/internal/ceclient"
 	"github.com/cebulk/cebulk/internal/cetest"
 	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/cebulk/cebulk/internal/mpdirect"
 	"github.com/cebulk/cebulk/internal/s3stream"
 	"github.com/cebulk/cebulk/pkg/ce"
 )
 
+// CE is the backend these tests run: CE bulk, the emulator's.
+type CE = Backend
+
 // The consumer-side interfaces are met by the real clients.
 var (
-	_ CE          = (*ce.Client)(nil)
-	_ CE          = (*ceclient.Client)(nil)
+	_ Backend     = (*ce.Client)(nil)
+	_ Backend     = (*ceclient.Client)(nil)
+	_ Backend     = (*mpdirect.Exports)(nil)
 	_ ObjectStore = (*s3stream.Store)(nil)
 )
 

@@ -122,9 +122,14 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// ceAPI is the part of the CE client the importer uses (ceclient.Client in
-// the functions, *ce.Client in tests).
-type ceAPI interface {
+// Backend takes the chunks: it uploads a chunk, tells a chunk job's
+// status and reads its per-record errors, in CE's job model. The CE backend
+// is *ceclient.Client (the functions) or *ce.Client (tests); the Mixpanel
+// backend is *mpdirect.Imports, which answers every chunk before Upload
+// returns. An upload error with a Resendable() method returning true says
+// the chunk may be sent again whole, however far its body got (the backend
+// skips what was answered before).
+type Backend interface {
 	Upload(ctx context.Context, object string, r io.Reader, opts ce.UploadOptions) (*ce.Job, error)
 	Status(ctx context.Context, jobID string) (*ce.Job, error)
 	Errors(ctx context.Context, jobID string, pageSize int) iter.Seq2[json.RawMessage, error]
@@ -146,7 +151,7 @@ type objectStore interface {
 // serialised by its ledger record.
 type Importer struct {
 	cfg      Config
-	ce       ceAPI
+	ce       Backend
 	store    objectStore
 	jobs     *ledger.Store
 	reinvoke func(ctx context.Context, importID string) error
@@ -157,11 +162,11 @@ type Importer struct {
 // reinvoke starts another invocation that resumes importID (an
 // asynchronous Lambda invoke of the function itself); nil resumes in the
 // same process. log may be nil.
-func New(cfg Config, ceAPI ceAPI, store objectStore, jobs *ledger.Store, reinvoke func(ctx context.Context, importID string) error, log *slog.Logger) *Importer {
+func New(cfg Config, backend Backend, store objectStore, jobs *ledger.Store, reinvoke func(ctx context.Context, importID string) error, log *slog.Logger) *Importer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Importer{cfg: cfg.withDefaults(), ce: ceAPI, store: store, jobs: jobs, reinvoke: reinvoke, log: log}
+	return &Importer{cfg: cfg.withDefaults(), ce: backend, store: store, jobs: jobs, reinvoke: reinvoke, log: log}
 }
 
 // Outcome statuses of a Result. SUCCEEDED, PARTIAL and FAILED are the

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,9 +20,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/cebulk/cebulk/internal/ceclient"
 	"github.com/cebulk/cebulk/internal/cetest"
 	"github.com/cebulk/cebulk/internal/importer"
 	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/cebulk/cebulk/internal/mpdirect"
 	"github.com/cebulk/cebulk/internal/s3stream"
 	"github.com/cebulk/cebulk/pkg/ce"
 )
@@ -55,12 +56,15 @@ type envOptions struct {
 	inline bool                   // resume in-process instead of recording re-invocations
 }
 
-// ceAPI mirrors the importer's consumer-side interface.
-type ceAPI interface {
-	Upload(ctx context.Context, object string, r io.Reader, opts ce.UploadOptions) (*ce.Job, error)
-	Status(ctx context.Context, jobID string) (*ce.Job, error)
-	Errors(ctx context.Context, jobID string, pageSize int) iter.Seq2[json.RawMessage, error]
-}
+// ceAPI is the backend these tests run: CE bulk, the emulator's.
+type ceAPI = importer.Backend
+
+// The backends meet the importer's consumer-side interface.
+var (
+	_ importer.Backend = (*ce.Client)(nil)
+	_ importer.Backend = (*ceclient.Client)(nil)
+	_ importer.Backend = (*mpdirect.Imports)(nil)
+)
 
 func setup(t *testing.T, o envOptions) *env {
 	t.Helper()

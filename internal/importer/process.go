@@ -396,7 +396,8 @@ func (r *runner) upload(ctx context.Context, sp *span, cr *chunkReader, plan chu
 	case uploadSent:
 		j.Status, j.CEJobID, j.StartedAt, j.LastError = ledger.StatusPending, job.ID, now, ""
 		j.Result = &ledger.Result{Records: sp.valid}
-		j.CE = &ledger.CEState{Status: string(job.Status), CheckedAt: now}
+		j.CE = &ledger.CEState{Status: string(job.Status), RecordsCount: job.RecordsCount,
+			RecordsFailedCount: job.RecordsFailedCount, CheckedAt: now}
 		j.Deadline = now.Add(r.im.cfg.JobDeadline)
 		if _, err := r.recordChunk(ctx, j, tag); err != nil {
 			// CE has the chunk; the record still says UPLOADING, which a
@@ -489,6 +490,12 @@ func classifyUpload(err error, cr *chunkReader) uploadOutcome {
 	}
 	if cr.stopped && !cr.delivered {
 		return uploadStopped
+	}
+	var re interface{ Resendable() bool }
+	if errors.As(err, &re) && re.Resendable() {
+		// The backend skips what it answered before: sending the chunk
+		// again cannot send a record twice.
+		return uploadNotSent
 	}
 	var ae *ce.APIError
 	if errors.As(err, &ae) {

@@ -11,8 +11,11 @@ package lambdaenv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"iter"
 	"log/slog"
 	"net/url"
 	"regexp"
@@ -25,20 +28,35 @@ import (
 	"github.com/cebulk/cebulk/internal/ceclient"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/logging"
+	"github.com/cebulk/cebulk/internal/mpdirect"
 	"github.com/cebulk/cebulk/internal/s3stream"
 	"github.com/cebulk/cebulk/internal/secrets"
 	"github.com/cebulk/cebulk/pkg/ce"
+	"github.com/cebulk/cebulk/pkg/mixpanel"
 )
 
 // DefaultCEBaseURL is CE's production API base.
+// Backends (BACKEND).
+const (
+	BackendCE       = "ce"       // CE bulk jobs (default)
+	BackendMixpanel = "mixpanel" // Mixpanel's own APIs with a service account
+)
+
 const DefaultCEBaseURL = "https://api.cloud-elements.com/elements/api-v2"
 
 // Common is the environment every function reads.
 type Common struct {
-	CEBaseURL string     // CE_BASE_URL (DefaultCEBaseURL)
-	SecretID  string     // CE_SECRET_ID, required
-	Bucket    string     // DATA_BUCKET, required
-	LogLevel  slog.Level // LOG_LEVEL (info)
+	// Backend is BACKEND: BackendCE (default) or BackendMixpanel.
+	Backend string
+	// MixpanelRegion is MIXPANEL_REGION (US, EU or IN; US), and
+	// MixpanelBaseURL MIXPANEL_BASE_URL: when set, every Mixpanel API under
+	// that one base (emulators, proxies). Used by the Mixpanel backend.
+	MixpanelRegion  mixpanel.Region
+	MixpanelBaseURL string
+	CEBaseURL       string     // CE_BASE_URL (DefaultCEBaseURL)
+	SecretID        string     // CE_SECRET_ID, required
+	Bucket          string     // DATA_BUCKET, required
+	LogLevel        slog.Level // LOG_LEVEL (info)
 }
 
 // Problems collects configuration problems, so a function reports all of
@@ -65,9 +83,11 @@ var fullSecretARN = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]
 // ReadCommon reads the common variables, recording problems in p.
 func ReadCommon(getenv func(string) string, p *Problems) Common {
 	c := Common{
-		CEBaseURL: getenv("CE_BASE_URL"),
-		SecretID:  getenv("CE_SECRET_ID"),
-		Bucket:    getenv("DATA_BUCKET"),
+		Backend:         getenv("BACKEND"),
+		MixpanelBaseURL: getenv("MIXPANEL_BASE_URL"),
+		CEBaseURL:       getenv("CE_BASE_URL"),
+		SecretID:        getenv("CE_SECRET_ID"),
+		Bucket:          getenv("DATA_BUCKET"),
 	}
 	if c.CEBaseURL == "" {
 		c.CEBaseURL = DefaultCEBaseURL
@@ -82,6 +102,21 @@ func ReadCommon(getenv func(string) string, p *Problems) Common {
 	}
 	if c.Bucket == "" {
 		p.Addf("DATA_BUCKET is required")
+	}
+	switch c.Backend {
+	case "":
+		c.Backend = BackendCE
+	case BackendCE, BackendMixpanel:
+	default:
+		p.Addf("BACKEND=%q: want %s or %s", c.Backend, BackendCE, BackendMixpanel)
+	}
+	region, err := mixpanel.ParseRegion(getenv("MIXPANEL_REGION"))
+	if err != nil {
+		p.Addf("MIXPANEL_REGION=%q: want US, EU or IN", getenv("MIXPANEL_REGION"))
+	}
+	c.MixpanelRegion = region
+	if c.MixpanelBaseURL != "" && !AbsoluteHTTP(c.MixpanelBaseURL) {
+		p.Addf("MIXPANEL_BASE_URL=%q: want an absolute http or https URL", c.MixpanelBaseURL)
 	}
 	level, err := logging.ParseLevel(getenv("LOG_LEVEL"))
 	if err != nil {
@@ -104,6 +139,9 @@ type Clients struct {
 	Store *s3stream.Store
 	Jobs  *ledger.Store
 	CE    *ceclient.Client // credentials from the secret, refreshed on 401
+	// Mixpanel is the Mixpanel backend's client (BACKEND=mixpanel), nil
+	// with the CE backend; also refreshed on 401.
+	Mixpanel *mpdirect.Client
 }
 
 // NewClients builds the clients with Lambda's JSON logger at c.LogLevel,
@@ -123,12 +161,60 @@ func Build(ctx context.Context, c Common, log *slog.Logger) (*Clients, error) {
 		return nil, err
 	}
 	store := s3stream.New(awsenv.S3(cfg), s3stream.WithLogger(log))
-	loader := secrets.NewLoader(awsenv.SecretsManager(cfg), c.SecretID)
-	return &Clients{
+	need := secrets.NeedCE
+	if c.Backend == BackendMixpanel {
+		need = secrets.NeedMixpanel
+	}
+	loader := secrets.NewLoaderFor(awsenv.SecretsManager(cfg), c.SecretID, need)
+	cl := &Clients{
 		Log:   log,
 		AWS:   cfg,
 		Store: store,
 		Jobs:  ledger.New(store, c.Bucket),
 		CE:    ceclient.New(loader, c.CEBaseURL, ce.WithLogger(log)),
-	}, nil
+	}
+	if c.Backend == BackendMixpanel {
+		opts := []mixpanel.Option{mixpanel.WithLogger(log)}
+		if c.MixpanelRegion != "" {
+			opts = append(opts, mixpanel.WithRegion(c.MixpanelRegion))
+		}
+		if c.MixpanelBaseURL != "" {
+			opts = append(opts, mixpanel.WithBaseURL(c.MixpanelBaseURL))
+		}
+		cl.Mixpanel = mpdirect.NewClient(loader, opts...)
+	}
+	return cl, nil
+}
+
+// ExportBackend is what the exporter reads records from
+// (exporter.Backend, repeated here so this package needs no pipeline).
+type ExportBackend interface {
+	StartQuery(ctx context.Context, q ce.QueryRequest) (*ce.Job, error)
+	Status(ctx context.Context, jobID string) (*ce.Job, error)
+	Download(ctx context.Context, jobID, object string, opts ...ce.DownloadOption) (io.ReadCloser, error)
+	Cancel(ctx context.Context, jobID string) error
+}
+
+// ImportBackend is what the importer sends chunks to (importer.Backend).
+type ImportBackend interface {
+	Upload(ctx context.Context, object string, r io.Reader, opts ce.UploadOptions) (*ce.Job, error)
+	Status(ctx context.Context, jobID string) (*ce.Job, error)
+	Errors(ctx context.Context, jobID string, pageSize int) iter.Seq2[json.RawMessage, error]
+}
+
+// Exports returns the export backend BACKEND names.
+func (cl *Clients) Exports() ExportBackend {
+	if cl.Mixpanel != nil {
+		return mpdirect.NewExports(cl.Mixpanel)
+	}
+	return cl.CE
+}
+
+// Imports returns the import backend BACKEND names; bucket keeps the
+// Mixpanel backend's chunk state.
+func (cl *Clients) Imports(bucket string) ImportBackend {
+	if cl.Mixpanel != nil {
+		return mpdirect.NewImports(cl.Mixpanel, cl.Store, bucket)
+	}
+	return cl.CE
 }

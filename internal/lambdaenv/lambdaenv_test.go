@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/cebulk/cebulk/pkg/mixpanel"
 )
 
 func TestReadCommon(t *testing.T) {
@@ -16,13 +18,17 @@ func TestReadCommon(t *testing.T) {
 		problems []string
 	}{
 		{name: "defaults", env: map[string]string{"CE_SECRET_ID": "s", "DATA_BUCKET": "b"},
-			want: Common{CEBaseURL: DefaultCEBaseURL, SecretID: "s", Bucket: "b", LogLevel: slog.LevelInfo}},
+			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, CEBaseURL: DefaultCEBaseURL, SecretID: "s", Bucket: "b", LogLevel: slog.LevelInfo}},
 		{name: "all set", env: map[string]string{"CE_BASE_URL": "http://127.0.0.1:1/elements/api-v2", "CE_SECRET_ID": "s", "DATA_BUCKET": "b", "LOG_LEVEL": "WARN"},
-			want: Common{CEBaseURL: "http://127.0.0.1:1/elements/api-v2", SecretID: "s", Bucket: "b", LogLevel: slog.LevelWarn}},
+			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, CEBaseURL: "http://127.0.0.1:1/elements/api-v2", SecretID: "s", Bucket: "b", LogLevel: slog.LevelWarn}},
 		{name: "secret by full ARN", env: map[string]string{"CE_SECRET_ID": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", "DATA_BUCKET": "b"},
-			want: Common{CEBaseURL: DefaultCEBaseURL, SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "b", LogLevel: slog.LevelInfo}},
+			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, CEBaseURL: DefaultCEBaseURL, SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "b", LogLevel: slog.LevelInfo}},
 		{name: "secret by name", env: map[string]string{"CE_SECRET_ID": "team/cebulk-ce", "DATA_BUCKET": "b"},
-			want: Common{CEBaseURL: DefaultCEBaseURL, SecretID: "team/cebulk-ce", Bucket: "b", LogLevel: slog.LevelInfo}},
+			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, CEBaseURL: DefaultCEBaseURL, SecretID: "team/cebulk-ce", Bucket: "b", LogLevel: slog.LevelInfo}},
+		{name: "mixpanel backend", env: map[string]string{"BACKEND": "mixpanel", "MIXPANEL_REGION": "eu", "MIXPANEL_BASE_URL": "http://127.0.0.1:9/mp", "CE_SECRET_ID": "s", "DATA_BUCKET": "b"},
+			want: Common{Backend: BackendMixpanel, MixpanelRegion: mixpanel.RegionEU, MixpanelBaseURL: "http://127.0.0.1:9/mp", CEBaseURL: DefaultCEBaseURL, SecretID: "s", Bucket: "b", LogLevel: slog.LevelInfo}},
+		{name: "unknown backend and region", env: map[string]string{"BACKEND": "segment", "MIXPANEL_REGION": "APAC", "MIXPANEL_BASE_URL": "mixpanel.internal", "CE_SECRET_ID": "s", "DATA_BUCKET": "b"},
+			problems: []string{`BACKEND="segment"`, `MIXPANEL_REGION="APAC"`, "MIXPANEL_BASE_URL"}},
 		{name: "partial secret ARN", env: map[string]string{"CE_SECRET_ID": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk", "DATA_BUCKET": "b"},
 			problems: []string{"is not a full secret ARN"}},
 		{name: "everything wrong", env: map[string]string{"CE_BASE_URL": "api.example.com", "LOG_LEVEL": "loud"},

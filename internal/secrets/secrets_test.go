@@ -17,18 +17,28 @@ import (
 func TestParse(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
+		need    Need
 		doc     string
 		want    Secret
 		wantErr string
 	}{
-		{"full", `{"userSecret":"u","organizationSecret":"o","elementToken":"e","signatureKey":"k"}`, Secret{"u", "o", "e", "k"}, ""},
-		{"no signature key", `{"userSecret":"u","organizationSecret":"o","elementToken":"e"}`, Secret{"u", "o", "e", ""}, ""},
-		{"missing two", `{"userSecret":"u"}`, Secret{}, "missing organizationSecret, elementToken"},
-		{"not json", `userSecret=SUPERSECRET`, Secret{}, "not a JSON object"},
-		{"wrong type", `{"userSecret":"SUPERSECRET","organizationSecret":1}`, Secret{}, "not a JSON object"},
+		{"full", NeedCE, `{"userSecret":"u","organizationSecret":"o","elementToken":"e","signatureKey":"k"}`,
+			Secret{UserSecret: "u", OrganizationSecret: "o", ElementToken: "e", SignatureKey: "k"}, ""},
+		{"no signature key", NeedCE, `{"userSecret":"u","organizationSecret":"o","elementToken":"e"}`,
+			Secret{UserSecret: "u", OrganizationSecret: "o", ElementToken: "e"}, ""},
+		{"missing two", NeedCE, `{"userSecret":"u"}`, Secret{}, "missing organizationSecret, elementToken"},
+		{"mixpanel fields only, CE needed", NeedCE, `{"serviceAccountUser":"sa","serviceAccountSecret":"SUPERSECRET","projectId":"1"}`,
+			Secret{}, "missing userSecret, organizationSecret, elementToken"},
+		{"mixpanel", NeedMixpanel, `{"serviceAccountUser":"sa","serviceAccountSecret":"s","projectId":"1","projectToken":"t"}`,
+			Secret{ServiceAccountUser: "sa", ServiceAccountSecret: "s", ProjectID: "1", ProjectToken: "t"}, ""},
+		{"both backends in one secret", NeedMixpanel, `{"userSecret":"u","organizationSecret":"o","elementToken":"e","serviceAccountUser":"sa","serviceAccountSecret":"s","projectId":"1"}`,
+			Secret{UserSecret: "u", OrganizationSecret: "o", ElementToken: "e", ServiceAccountUser: "sa", ServiceAccountSecret: "s", ProjectID: "1"}, ""},
+		{"mixpanel without project id", NeedMixpanel, `{"serviceAccountUser":"sa","serviceAccountSecret":"SUPERSECRET"}`, Secret{}, "missing projectId"},
+		{"not json", NeedCE, `userSecret=SUPERSECRET`, Secret{}, "not a JSON object"},
+		{"wrong type", NeedCE, `{"userSecret":"SUPERSECRET","organizationSecret":1}`, Secret{}, "not a JSON object"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Parse(tc.doc)
+			got, err := ParseFor(tc.doc, tc.need)
 			if tc.wantErr != "" {
 				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Parse(%s) error = %v, want ErrInvalid mentioning %q", tc.name, err, tc.wantErr)
@@ -49,7 +59,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestSecretNeverPrints(t *testing.T) {
-	s := Secret{"USERVAL", "ORGVAL", "ELEMVAL", "SIGVAL"}
+	s := Secret{"USERVAL", "ORGVAL", "ELEMVAL", "SIGVAL", "SAUSERVAL", "SASECRETVAL", "PROJECTVAL", "TOKENVAL"}
 	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
 		if out := fmt.Sprintf(format, s); strings.Contains(out, "VAL") {
 			t.Errorf("Sprintf(%q, secret) = %s, leaks a value", format, out)
@@ -101,7 +111,7 @@ func TestLoaderOnLocalStack(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Get: %v", err)
 	}
-	if diff := cmp.Diff(Secret{"u", "o", "e", "k"}, got); diff != "" {
+	if diff := cmp.Diff(Secret{UserSecret: "u", OrganizationSecret: "o", ElementToken: "e", SignatureKey: "k"}, got); diff != "" {
 		t.Errorf("Get mismatch (-want +got):\n%s", diff)
 	}
 	if _, err := NewLoader(sm, "cebulk-no-such-secret").Get(t.Context()); err == nil {

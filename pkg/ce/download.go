@@ -27,6 +27,25 @@ type downloadOptions struct {
 	ranges *RangeResult
 }
 
+// DownloadSettings is what a list of DownloadOptions asks for, for code
+// that serves Download-shaped calls itself (another backend, a test
+// double): the Accept media type ("" for the default), the byte offset, and
+// where to report how the offset was served (nil when nobody asked).
+type DownloadSettings struct {
+	Accept string
+	Offset int64
+	Ranges *RangeResult
+}
+
+// ReadDownloadOptions applies opts and returns what they ask for.
+func ReadDownloadOptions(opts ...DownloadOption) DownloadSettings {
+	var o downloadOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return DownloadSettings{Accept: o.accept, Offset: o.offset, Ranges: o.ranges}
+}
+
 // RangeResult reports how a download from an offset (WithOffset) was
 // served.
 type RangeResult struct {
