@@ -119,12 +119,16 @@ start_emulator() {
   echo "send.sh: the emulator did not start" >&2; exit 2
 }
 
-# stop_emulator LOG: stops it and prints how many events it accepted.
+# stop_emulator LOG: stops it; sets emu_accepted to the events it accepted
+# and emu_cpu to the CPU seconds it used (user + system).
 stop_emulator() {
+  local ticks
+  ticks=$(awk '{ print $14 + $15 }' "/proc/$emu_pid/stat")
   kill -INT "$emu_pid"
   wait "$emu_pid" || true
   emu_pid=
-  sed -n 's/^cebulk emulator: \/import accepted \([0-9]*\) events.*/\1/p' "$1"
+  emu_accepted=$(sed -n 's/^cebulk emulator: \/import accepted \([0-9]*\) events.*/\1/p' "$1")
+  emu_cpu=$(echo "$ticks / $(getconf CLK_TCK)" | bc -l)
 }
 
 # measure NAME LOG CMD...: runs CMD against a fresh emulator under
@@ -138,19 +142,21 @@ measure() {
   start=$(date +%s.%N)
   /usr/bin/time -v "$@" >"$log" 2>&1 || rc=$?
   end=$(date +%s.%N)
-  local accepted secs rss
-  accepted=$(stop_emulator "$log.emulator")
+  local accepted secs rss cpu
+  stop_emulator "$log.emulator"
+  accepted=$emu_accepted
   secs=$(echo "$end - $start" | bc -l)
   rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")
+  cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { print s }' "$log")
   if [ "$rc" != 0 ]; then echo "send.sh: $name exited with $rc; see $log" >&2; tail -20 "$log" >&2; fi
-  printf '%-44s %9s %9.1f %10.0f %9.1f MiB\n' "$name" "${accepted:-0}" "$secs" "$(echo "${accepted:-0} / $secs" | bc -l)" \
-    "$(echo "${rss:-0} / 1024" | bc -l)" >> "$table"
+  printf '%-44s %9s %8.1f %9.0f %9.1f MiB %8.1f %8.1f\n' "$name" "${accepted:-0}" "$secs" "$(echo "${accepted:-0} / $secs" | bc -l)" \
+    "$(echo "${rss:-0} / 1024" | bc -l)" "${cpu:-0}" "${emu_cpu:-0}" >> "$table"
   printf '%s\t%s\t%s\t%s\n' "$name" "${accepted:-0}" "$secs" "${rss:-0}" >> "$table.raw"
 }
 
 {
   echo "# $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(basename "$file"): $(wc -l < "$file") events, $(stat -c %s "$file") bytes"
-  printf '%-44s %9s %9s %10s %13s\n' client accepted seconds events/s "peak RSS"
+  printf '%-44s %9s %8s %9s %13s %8s %8s\n' client accepted seconds events/s "peak RSS" "CPU s" "emu CPU"
 } > "$table"
 : > "$table.raw"
 
@@ -173,7 +179,7 @@ if [ "${CEBULK_SEND_OURS:-1}" != 0 ]; then
   secret_arn=$(aws secretsmanager create-secret --name "cebulk/send-bench-$(date +%s%N)" --secret-string "$secret" --query ARN --output text)
   BACKEND=mixpanel MIXPANEL_BASE_URL=https://api.mixpanel.com SSL_CERT_FILE=$tls/ca.pem \
     CE_BASE_URL=http://127.0.0.1:9/unused CE_SECRET_ID=$secret_arn DATA_BUCKET=$bucket \
-    measure "cebulk import (BACKEND=mixpanel)" "$data/send-cebulk.log" "$cebulk" import -poll 1s -wait 10m "s3://$bucket/$key"
+    measure "cebulk import (BACKEND=mixpanel)" "$data/send-cebulk.log" "$cebulk" import -poll 200ms -wait 10m "s3://$bucket/$key"
   grep -E '^(import|read through|status|reason)' "$data/send-cebulk.log" >&2 || true
 fi
 
