@@ -41,7 +41,9 @@
 #
 # Knobs for trying the script (the table then is not the benchmark's):
 # CEBULK_SEND_PEER=0 skips the peer runs, CEBULK_SEND_OURS=0 the cebulk
-# run, CEBULK_SEND_FILE=<events.jsonl> sends another file.
+# run, CEBULK_SEND_FILE=<events.jsonl> sends another file, and
+# CEBULK_SEND_OURS_ENV="VAR=value ..." runs cebulk import with more
+# environment (GOGC=50, IMPORT_CHUNK_RECORDS=...).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -179,7 +181,7 @@ if [ "${CEBULK_SEND_OURS:-1}" != 0 ]; then
   secret_arn=$(aws secretsmanager create-secret --name "cebulk/send-bench-$(date +%s%N)" --secret-string "$secret" --query ARN --output text)
   BACKEND=mixpanel MIXPANEL_BASE_URL=https://api.mixpanel.com SSL_CERT_FILE=$tls/ca.pem \
     CE_BASE_URL=http://127.0.0.1:9/unused CE_SECRET_ID=$secret_arn DATA_BUCKET=$bucket \
-    measure "cebulk import (BACKEND=mixpanel)" "$data/send-cebulk.log" "$cebulk" import -poll 200ms -wait 10m "s3://$bucket/$key"
+    measure "cebulk import (BACKEND=mixpanel)${CEBULK_SEND_OURS_ENV:+ $CEBULK_SEND_OURS_ENV}" "$data/send-cebulk.log" env ${CEBULK_SEND_OURS_ENV:-} "$cebulk" import -poll 200ms -wait 10m "s3://$bucket/$key"
   grep -E '^(import|read through|status|reason)' "$data/send-cebulk.log" >&2 || true
 fi
 
