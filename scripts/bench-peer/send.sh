@@ -142,7 +142,19 @@ measure() {
   echo "== $name" >&2
   local start end rc=0
   start=$(date +%s.%N)
-  /usr/bin/time -v "$@" >"$log" 2>&1 || rc=$?
+  /usr/bin/time -v "$@" >"$log" 2>&1 &
+  local timer=$! child= hwm=0 kb
+  # The client's own high-water mark (VmHWM), sampled, as a check of
+  # time's figure.
+  while kill -0 "$timer" 2>/dev/null; do
+    [ -n "$child" ] || child=$(pgrep -P "$timer" | head -1)
+    if [ -n "$child" ]; then
+      kb=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$child/status" 2>/dev/null || true)
+      if [ -n "$kb" ] && [ "$kb" -gt "$hwm" ]; then hwm=$kb; fi
+    fi
+    sleep 0.2
+  done
+  wait "$timer" || rc=$?
   end=$(date +%s.%N)
   local accepted secs rss cpu
   stop_emulator "$log.emulator"
@@ -151,14 +163,14 @@ measure() {
   rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")
   cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { print s }' "$log")
   if [ "$rc" != 0 ]; then echo "send.sh: $name exited with $rc; see $log" >&2; tail -20 "$log" >&2; fi
-  printf '%-44s %9s %8.1f %9.0f %9.1f MiB %8.1f %8.1f\n' "$name" "${accepted:-0}" "$secs" "$(echo "${accepted:-0} / $secs" | bc -l)" \
-    "$(echo "${rss:-0} / 1024" | bc -l)" "${cpu:-0}" "${emu_cpu:-0}" >> "$table"
+  printf '%-44s %9s %8.1f %9.0f %9.1f MiB %9.1f MiB %8.1f %8.1f\n' "$name" "${accepted:-0}" "$secs" "$(echo "${accepted:-0} / $secs" | bc -l)" \
+    "$(echo "${rss:-0} / 1024" | bc -l)" "$(echo "$hwm / 1024" | bc -l)" "${cpu:-0}" "${emu_cpu:-0}" >> "$table"
   printf '%s\t%s\t%s\t%s\n' "$name" "${accepted:-0}" "$secs" "${rss:-0}" >> "$table.raw"
 }
 
 {
   echo "# $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(basename "$file"): $(wc -l < "$file") events, $(stat -c %s "$file") bytes"
-  printf '%-44s %9s %8s %9s %13s %8s %8s\n' client accepted seconds events/s "peak RSS" "CPU s" "emu CPU"
+  printf '%-44s %9s %8s %9s %13s %13s %8s %8s\n' client accepted seconds events/s "peak RSS" "VmHWM seen" "CPU s" "emu CPU"
 } > "$table"
 : > "$table.raw"
 
