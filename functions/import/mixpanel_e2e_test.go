@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -30,8 +31,9 @@ import (
 type mpE2E struct {
 	*e2e
 	mp *mptest.Fake
-	// holdUntil, when set (Unix nanoseconds), holds every /engage request
-	// that arrives before it until that instant, then serves it.
+	// holdUntil, when set (Unix nanoseconds), delays the answer of every
+	// /engage request that arrives before it until that instant: the
+	// emulator serves the request at once, the answer waits.
 	holdUntil atomic.Int64
 }
 
@@ -47,14 +49,21 @@ func startMixpanelE2E(t *testing.T, o mpE2EOptions) *mpE2E {
 	e := &mpE2E{e2e: &e2e{clock: &e2eClock{now: time.Now()}, s3: awstest.S3(t)}}
 	e.mp = mptest.NewFake(mptest.Options{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if until := e.holdUntil.Load(); until != 0 && r.URL.Path == "/engage" {
-			select {
-			case <-time.After(time.Until(time.Unix(0, until))):
-			case <-r.Context().Done():
-				return
-			}
+		until := time.Unix(0, e.holdUntil.Load())
+		if r.URL.Path != "/engage" || !time.Now().Before(until) {
+			e.mp.ServeHTTP(w, r)
+			return
 		}
-		e.mp.ServeHTTP(w, r)
+		rec := httptest.NewRecorder()
+		e.mp.ServeHTTP(rec, r)
+		select {
+		case <-time.After(time.Until(until)):
+		case <-r.Context().Done():
+			return
+		}
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
 	}))
 	t.Cleanup(srv.Close)
 	// One secret for both backends: the Mixpanel one needs the service
@@ -285,12 +294,12 @@ func TestMixpanelE2ECheckpointMidUsersChunk(t *testing.T) {
 	key := "imports/users/mp-checkpoint.jsonl"
 	ev := e.put(t, key, []byte(b.String()), nil)
 
-	// The client keeps 10 batches in flight. Held, they keep the chunk's
-	// reader waiting past the importer's work deadline (a quarter of the
-	// time left before the end: 8 s); released 1 s later, 3 s before the
-	// upload's own deadline (an eighth before the end), they are answered,
-	// the 11th batch (read already) goes out, and the next read finds the
-	// work deadline passed: the upload stops mid-chunk.
+	// The client keeps 10 batches in flight. Their answers held, they keep
+	// the chunk's reader waiting past the importer's work deadline (a
+	// quarter of the time left before the end: 8 s); answered 1 s later,
+	// 3 s before the upload's own deadline (an eighth before the end),
+	// they are done, the 11th batch (read already) goes out, and the next
+	// read finds the work deadline passed: the upload stops mid-chunk.
 	start := time.Now()
 	e.holdUntil.Store(start.Add(timeout*3/4 + time.Second).UnixNano())
 	res := e.invokeFn(t, ev)
