@@ -195,6 +195,18 @@ func (e *ResendableError) Unwrap() error { return e.Err }
 // Resendable is true: see the importer's upload outcomes.
 func (e *ResendableError) Resendable() bool { return true }
 
+// UnsavedError reports profile batches Mixpanel answered whose progress
+// could not be saved: the chunk must not be sent again.
+type UnsavedError struct{ Err error }
+
+func (e *UnsavedError) Error() string {
+	return "mixpanel backend: profile batches were applied but their progress was not saved; not sent again: " + e.Err.Error()
+}
+func (e *UnsavedError) Unwrap() error { return e.Err }
+
+// Resendable is false: see the importer's upload outcomes.
+func (e *UnsavedError) Resendable() bool { return false }
+
 // Upload sends the chunk in r (JSON lines: events for activities, profile
 // updates for users) in batches, and returns its job, COMPLETED, once every
 // record was answered. opts.FileName names the chunk; callbacks are not
@@ -245,6 +257,7 @@ func (x *Imports) Upload(ctx context.Context, object string, r io.Reader, opts c
 	// skip is what earlier sends settled, read by the records iterator
 	// while onBatch (on the client's senders) adds to st.
 	skip := slices.Concat(st.Done, st.Unknown)
+	doneBefore, unknownBefore := len(st.Done), len(st.Unknown)
 	var readErr error
 	var total int64
 	records := func(yield func(mixpanel.Record, error) bool) {
@@ -299,13 +312,20 @@ func (x *Imports) Upload(ctx context.Context, object string, r io.Reader, opts c
 		st.Records, st.Complete = total, true
 		slices.SortFunc(st.Failures, func(a, b failure) int { return cmp.Compare(a.Index, b.Index) })
 	}
+	answered := len(st.Done) > doneBefore || len(st.Unknown) > unknownBefore
 	if serr := x.save(ctx, chunk, st); serr != nil {
-		if err == nil {
-			// Mixpanel has every record but the state is not saved: the
-			// answer is lost, as a CE upload's would be.
-			return nil, serr
+		if object == ObjectUsers && answered {
+			// Profile batches were applied in this send and nothing says
+			// so: sending the chunk again would apply them twice. Its
+			// outcome is lost, as a CE upload's whose answer was.
+			return nil, &UnsavedError{Err: errors.Join(err, serr)}
 		}
-		return nil, errors.Join(err, serr)
+		if err == nil {
+			// Mixpanel has every record but the state is not saved;
+			// events may be sent again (Mixpanel de-duplicates them).
+			return nil, &ResendableError{Err: serr}
+		}
+		return nil, &ResendableError{Err: errors.Join(err, serr)}
 	}
 	switch {
 	case readErr != nil:

@@ -25,9 +25,10 @@ import (
 
 // memStore is the bucket's chunk state in memory.
 type memStore struct {
-	mu     sync.Mutex
-	objs   map[string][]byte
-	writes int
+	mu         sync.Mutex
+	objs       map[string][]byte
+	writes     int
+	failWrites error // every write fails with it when set
 }
 
 var _ stateStore = (*memStore)(nil)
@@ -45,6 +46,9 @@ func (m *memStore) ReadSmall(_ context.Context, bucket, key string) ([]byte, str
 func (m *memStore) WriteSmall(_ context.Context, bucket, key string, data []byte, _ string, _ s3stream.Condition) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.failWrites != nil {
+		return "", m.failWrites
+	}
 	if m.objs == nil {
 		m.objs = map[string][]byte{}
 	}
@@ -651,5 +655,32 @@ func TestSpanMinus(t *testing.T) {
 		if diff := cmp.Diff(tc.want, tc.s.minus(tc.skip)); diff != "" {
 			t.Errorf("%v minus %v (-want +got):\n%s", tc.s, tc.skip, diff)
 		}
+	}
+}
+
+// A send whose progress cannot be saved: profile batches were applied, so
+// the chunk must not be sent again (Resendable false); events may be.
+func TestUploadStateNotSaved(t *testing.T) {
+	for _, tc := range []struct {
+		object     string
+		line       func(int) string
+		resendable bool
+	}{
+		{ObjectUsers, update, false},
+		{ObjectActivities, event, true},
+	} {
+		t.Run(tc.object, func(t *testing.T) {
+			e := newImportEnv(t, envOpts{batch: 2})
+			e.store.failWrites = errors.New("s3 is down")
+			ls := make([]string, 5)
+			for i := range ls {
+				ls[i] = tc.line(i)
+			}
+			_, err := upload(e.x, t.Context(), tc.object, "import-s-chunk-0001", strings.NewReader(lines(ls...)))
+			var re interface{ Resendable() bool }
+			if !errors.As(err, &re) || re.Resendable() != tc.resendable || !strings.Contains(err.Error(), "s3 is down") {
+				t.Fatalf("Upload error = %v; want Resendable() %v naming the cause", err, tc.resendable)
+			}
+		})
 	}
 }
