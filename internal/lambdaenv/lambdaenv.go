@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -42,6 +43,9 @@ const (
 	BackendMixpanel = "mixpanel" // Mixpanel's own APIs with a service account
 )
 
+// DefaultMixpanelConcurrency is MIXPANEL_CONCURRENCY's default.
+const DefaultMixpanelConcurrency = 10
+
 const DefaultCEBaseURL = "https://api.cloud-elements.com/elements/api-v2"
 
 // Common is the environment every function reads.
@@ -53,6 +57,10 @@ type Common struct {
 	// that one base (emulators, proxies). Used by the Mixpanel backend.
 	MixpanelRegion  mixpanel.Region
 	MixpanelBaseURL string
+	// MixpanelConcurrency is MIXPANEL_CONCURRENCY: the /import and /engage
+	// batches an import keeps in flight, 1–50 (DefaultMixpanelConcurrency;
+	// Mixpanel advises 10 to 20).
+	MixpanelConcurrency int
 	CEBaseURL       string     // CE_BASE_URL (DefaultCEBaseURL)
 	SecretID        string     // CE_SECRET_ID, required
 	Bucket          string     // DATA_BUCKET, required
@@ -115,6 +123,14 @@ func ReadCommon(getenv func(string) string, p *Problems) Common {
 		p.Addf("MIXPANEL_REGION=%q: want US, EU or IN", getenv("MIXPANEL_REGION"))
 	}
 	c.MixpanelRegion = region
+	c.MixpanelConcurrency = DefaultMixpanelConcurrency
+	if v := getenv("MIXPANEL_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 50 {
+			p.Addf("MIXPANEL_CONCURRENCY=%q: want a whole number from 1 to 50", v)
+		}
+		c.MixpanelConcurrency = n
+	}
 	if c.MixpanelBaseURL != "" && !AbsoluteHTTP(c.MixpanelBaseURL) {
 		p.Addf("MIXPANEL_BASE_URL=%q: want an absolute http or https URL", c.MixpanelBaseURL)
 	}
@@ -174,7 +190,7 @@ func Build(ctx context.Context, c Common, log *slog.Logger) (*Clients, error) {
 		CE:    ceclient.New(loader, c.CEBaseURL, ce.WithLogger(log)),
 	}
 	if c.Backend == BackendMixpanel {
-		opts := []mixpanel.Option{mixpanel.WithLogger(log)}
+		opts := []mixpanel.Option{mixpanel.WithLogger(log), mixpanel.WithConcurrency(max(c.MixpanelConcurrency, 1))}
 		if c.MixpanelRegion != "" {
 			opts = append(opts, mixpanel.WithRegion(c.MixpanelRegion))
 		}
