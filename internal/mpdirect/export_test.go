@@ -227,7 +227,19 @@ func TestDownloadActivities(t *testing.T) {
 	}
 }
 
-// A collect resumed at an offset exports the day again and skips what it
+// recordEnds are the offsets just after each record of a JSON-lines
+// stream, as ce.Position gives them.
+func recordEnds(stream string) []int64 {
+	var out []int64
+	for i := range len(stream) {
+		if stream[i] == '\n' {
+			out = append(out, int64(i))
+		}
+	}
+	return out
+}
+
+// A collect resumed at a checkpoint exports again and skips what it
 // already has: the bytes from the offset on are the export's, and the
 // range is reported as not served.
 func TestDownloadFromOffset(t *testing.T) {
@@ -238,21 +250,69 @@ func TestDownloadFromOffset(t *testing.T) {
 	for _, j := range []*ce.Job{acts, users} {
 		t.Run(j.ObjectName, func(t *testing.T) {
 			full := downloadAll(t, x, j.ID, j.ObjectName)
-			for _, off := range []int64{1, int64(len(full) / 3), int64(len(full))} {
+			ends := recordEnds(full)
+			for _, off := range []int64{ends[0], ends[len(ends)/3], ends[len(ends)-1]} {
 				rng := ce.RangeResult{Ranged: true}
 				got := downloadAll(t, x, j.ID, j.ObjectName, ce.WithOffset(off, &rng))
 				if got != full[off:] || rng.Ranged {
 					t.Errorf("from %d: %d bytes (ranged %v), want the last %d bytes, not ranged", off, len(got), rng.Ranged, len(full)-int(off))
 				}
 			}
-			_, err := x.Download(t.Context(), j.ID, j.ObjectName, ce.WithOffset(int64(len(full))+1, nil))
-			if !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Errorf("from past the end: error %v, want io.ErrUnexpectedEOF", err)
+		})
+	}
+	if n := fake.Count(mptest.RouteExport); n != 4 {
+		t.Errorf("exports = %d, want 4 (each download exports again)", n)
+	}
+}
+
+// A checkpoint's offset that is no record's end in the export run again
+// means the export changed since (events ingested meanwhile, another
+// order): resuming there would splice two exports, so the job's result is
+// gone (ce.ErrNotFound), and the exporter starts the window again.
+func TestDownloadFromOffsetOfAnotherExport(t *testing.T) {
+	x, fake, _ := newExportsOn(t, 0)
+	d := exportDays.AddDate(0, 0, 4)
+	j := startJob(t, x, ce.QueryRequest{Object: "activities", From: d, To: d.AddDate(0, 0, 1)})
+	full := downloadAll(t, x, j.ID, "activities")
+	ends := recordEnds(full)
+	mid := ends[len(ends)/2]
+	for _, tc := range []struct {
+		name   string
+		offset int64
+	}{
+		{"past the end", int64(len(full)) + 10},
+		{"inside a record", mid - 5},
+		{"inside a line's start", mid + 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := x.Download(t.Context(), j.ID, "activities", ce.WithOffset(tc.offset, nil))
+			if !errors.Is(err, ce.ErrNotFound) || !errors.Is(err, errChanged) {
+				t.Errorf("Download from %d: error %v, want the export changed (ce.ErrNotFound)", tc.offset, err)
 			}
 		})
 	}
-	if n := fake.Count(mptest.RouteExport); n != 5 {
-		t.Errorf("exports = %d, want 5 (each download exports again)", n)
+
+	// Events ingested since the checkpoint, early in the day: the first
+	// record ends elsewhere now.
+	gen := mptest.SampleEvents(3, 400, 50, exportDays, exportDays.AddDate(0, 0, 7))
+	fake.SetGenerator(func(from, to time.Time, yield func(mptest.Event) bool) {
+		late := mptest.Event{Name: "Late", Time: d.Add(time.Second), DistinctID: "user-1", InsertID: "late-0001", Props: json.RawMessage(`{}`)}
+		if !late.Time.Before(from) && late.Time.Before(to) && !yield(late) {
+			return
+		}
+		gen(from, to, yield)
+	})
+	if _, err := x.Download(t.Context(), j.ID, "activities", ce.WithOffset(mid, nil)); !errors.Is(err, ce.ErrNotFound) {
+		t.Errorf("Download after a late event: error %v, want ce.ErrNotFound", err)
+	}
+	// A cut while skipping is a transient failure, not a changed export.
+	fake.SetGenerator(gen)
+	fake.CutNextExport(mid / 2)
+	if _, err := x.Download(t.Context(), j.ID, "activities", ce.WithOffset(mid, nil)); err == nil || errors.Is(err, ce.ErrNotFound) {
+		t.Errorf("Download cut while skipping: error %v, want a read error that is not ce.ErrNotFound", err)
+	}
+	if got := downloadAll(t, x, j.ID, "activities", ce.WithOffset(mid, nil)); got != full[mid:] {
+		t.Errorf("Download from %d of the same export again: %d bytes, want %d", mid, len(got), len(full)-int(mid))
 	}
 }
 
