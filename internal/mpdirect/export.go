@@ -1,7 +1,6 @@
 package mpdirect
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -113,12 +112,11 @@ func (x *Exports) Status(ctx context.Context, jobID string) (*ce.Job, error) {
 func (x *Exports) Cancel(ctx context.Context, jobID string) error { return nil }
 
 // Download runs the job's export and streams its records as JSON lines.
-// With an offset (ce.WithOffset), which must be a record's end as
-// ce.Position gives it, the export runs again from its start and its first
-// offset bytes are skipped: Mixpanel serves no ranges. When the export run
-// again shows no record ending there, it is not the export the offset was
-// taken in (see skipTo), and Download fails with ce.ErrNotFound: the job's
-// result is gone.
+// With an offset (ce.WithOffset) the export runs again from its start and
+// its first offset bytes are skipped: Mixpanel serves no ranges. When the
+// export run again ends before offset, it is not the export the offset was
+// taken in, and Download fails with ce.ErrNotFound: the job's result is
+// gone, and the exporter starts the window again under a new job.
 func (x *Exports) Download(ctx context.Context, jobID, object string, opts ...ce.DownloadOption) (io.ReadCloser, error) {
 	q, err := parseJob(jobID)
 	if err != nil {
@@ -158,51 +156,25 @@ func (x *Exports) Download(ctx context.Context, jobID, object string, opts ...ce
 	return body, nil
 }
 
-// errChanged reports a re-run export that is not the one a checkpoint was
+// errChanged reports a re-run export that is not the one an offset was
 // taken in.
-var errChanged = errors.New("the export changed since the checkpoint")
+var errChanged = errors.New("the export changed since the offset was taken")
 
-// skipTo reads body up to offset, a record's end in the export as it was
-// first read (ce.Position.Offset: just after a record's closing brace),
-// and returns the rest. Mixpanel promises no order, and events ingested
-// meanwhile (late events, imports) change a day's export, so the re-run
-// export must show a record ending there too, followed by the end of its
-// line or of the stream; otherwise, or when it ends before offset, it
-// changed (errChanged). A change that keeps that byte in place goes
-// unseen.
+// skipTo reads body up to offset and returns the rest. An export run again
+// that ends before offset is shorter than the one the offset was taken in
+// (events deleted, or a day served differently): it changed (errChanged),
+// and no later try of the same job can get past offset. A change that
+// leaves it long enough is for the caller to see (the exporter checks the
+// record before its checkpoint again).
 func skipTo(body io.ReadCloser, offset int64) (io.ReadCloser, error) {
-	br := bufio.NewReaderSize(body, 32<<10)
-	var last lastByte
-	if _, err := io.CopyN(&last, br, offset); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: it ends before byte %d", errChanged, offset)
-		}
+	n, err := io.CopyN(io.Discard, body, offset)
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: it ends at byte %d, before byte %d", errChanged, n, offset)
+	}
+	if err != nil {
 		return nil, err
 	}
-	if last.b != '}' {
-		return nil, fmt.Errorf("%w: no record ends at byte %d", errChanged, offset)
-	}
-	next, err := br.Peek(1)
-	switch {
-	case err == nil && !strings.ContainsRune(" \t\r\n", rune(next[0])):
-		return nil, fmt.Errorf("%w: a record goes on past byte %d", errChanged, offset)
-	case err != nil && !errors.Is(err, io.EOF):
-		return nil, err
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{br, body}, nil
-}
-
-// lastByte is a writer that keeps the last byte written.
-type lastByte struct{ b byte }
-
-func (l *lastByte) Write(p []byte) (int, error) {
-	if len(p) > 0 {
-		l.b = p[len(p)-1]
-	}
-	return len(p), nil
+	return body, nil
 }
 
 // open starts q's export. For users the first engage page is read here, so
