@@ -59,7 +59,7 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 	if err != nil {
 		return nil, err
 	}
-	c, err := lambdaenv.NewClients(ctx, cfg.Common)
+	c, err := lambdaenv.NewClients(cfg.Common, getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 	if err != nil {
 		return nil, err
 	}
-	invoker := awsenv.AsyncInvoker{API: awsenv.Lambda(c.AWS)}
+	invoker := awsenv.NewAsyncInvoker(c.AWS)
 	// A collect that reaches its deadline continues in a new invocation.
 	continueCollect := func(ctx context.Context, jobID string) error {
 		payload, err := json.Marshal(map[string]string{"action": "collect", "jobId": jobID})

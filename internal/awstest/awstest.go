@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/cebulk/cebulk/internal/awsenv"
+	"github.com/cebulk/cebulk/internal/awsenv/defaultchain"
 )
 
 // Required reports whether the stack must be present (set by make test).
@@ -46,9 +47,9 @@ func Endpoint(t testing.TB) string {
 func Config(t testing.TB) aws.Config {
 	t.Helper()
 	Endpoint(t)
-	cfg, err := awsenv.Load(context.Background())
+	cfg, err := defaultchain.Load(context.Background())
 	if err != nil {
-		t.Fatalf("awsenv.Load: %v", err)
+		t.Fatalf("defaultchain.Load: %v", err)
 	}
 	return cfg
 }

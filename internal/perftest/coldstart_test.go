@@ -23,10 +23,10 @@ var functions = []struct {
 }{
 	{"hello", "./internal/perftest/hello"},
 	// What the AWS SDK costs by itself, built as the functions use it
-	// (floor-sdk), without the Lambda client, and without the config package.
+	// (floor-sdk: awsenv.FromEnv and AsyncInvoker), and as they used it
+	// before (floor-defaultchain: the config package and the Lambda client).
 	{"floor-sdk", "./internal/perftest/floor/sdk"},
-	{"floor-nolambda", "./internal/perftest/floor/nolambda"},
-	{"floor-noconfig", "./internal/perftest/floor/noconfig"},
+	{"floor-defaultchain", "./internal/perftest/floor/defaultchain"},
 	{"export", "./functions/export"},
 	{"import", "./functions/import"},
 	{"webhook", "./functions/webhook"},

@@ -61,7 +61,7 @@ func (h *handler) handle(ctx context.Context, req request) (response, error) {
 
 func main() {
 	log := lambdacontext.NewLogger()
-	cfg, err := awsenv.Load(context.Background())
+	cfg, err := awsenv.FromEnv(os.Getenv)
 	if err != nil {
 		log.Error("init", "err", err)
 		os.Exit(1)
