@@ -112,7 +112,7 @@ func (a *AsyncInvoker) invoke(ctx context.Context, function string, payload []by
 	}
 	u, err := url.Parse(base)
 	if err != nil {
-		return fmt.Errorf("Lambda endpoint %q: %w", base, err)
+		return fmt.Errorf("invalid Lambda endpoint %q: %w", base, err)
 	}
 	prefix := strings.TrimSuffix(u.Path, "/")
 	u.Path = prefix + "/2015-03-31/functions/" + function + "/invocations"
