@@ -27,7 +27,6 @@ var functions = []struct {
 	// before (floor-defaultchain: the config package and the Lambda client).
 	{"floor-sdk", "./internal/perftest/floor/sdk"},
 	{"floor-defaultchain", "./internal/perftest/floor/defaultchain"},
-	{"floor-noconfig", "./internal/perftest/floor/noconfig"},
 	{"export", "./functions/export"},
 	{"import", "./functions/import"},
 	{"webhook", "./functions/webhook"},
