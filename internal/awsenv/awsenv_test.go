@@ -48,7 +48,7 @@ func TestFromEnvLambda(t *testing.T) {
 	if cfg.RequestChecksumCalculation != aws.RequestChecksumCalculationWhenRequired || cfg.ResponseChecksumValidation != aws.ResponseChecksumValidationWhenRequired {
 		t.Errorf("checksums %v/%v, want when required", cfg.RequestChecksumCalculation, cfg.ResponseChecksumValidation)
 	}
-	ep, err := lambdaEndpoint(t.Context(), cfg)
+	ep, err := serviceEndpoint(t.Context(), cfg, lambdaService)
 	if err != nil || ep != "https://lambda.eu-west-1.amazonaws.com" {
 		t.Errorf("Lambda endpoint = %q, %v", ep, err)
 	}
@@ -65,18 +65,19 @@ func TestFromEnvSettings(t *testing.T) {
 		mode               aws.RetryMode
 	}{
 		{name: "default region", env: map[string]string{"AWS_REGION": "", "AWS_DEFAULT_REGION": "us-east-2"}, region: "us-east-2",
-			s3: "", sm: "", lamb: "https://lambda.us-east-2.amazonaws.com"},
+			s3: "", sm: "https://secretsmanager.us-east-2.amazonaws.com", lamb: "https://lambda.us-east-2.amazonaws.com"},
 		{name: "one local endpoint", env: map[string]string{"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}, region: "eu-west-1",
 			base: "http://127.0.0.1:5000", s3: "http://127.0.0.1:5000", sm: "http://127.0.0.1:5000", lamb: "http://127.0.0.1:5000"},
 		{name: "per service", env: map[string]string{"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_ENDPOINT_URL_LAMBDA": "http://127.0.0.1:9001",
 			"AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://127.0.0.1:9002", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9003"}, region: "eu-west-1",
 			base: "http://127.0.0.1:5000", s3: "http://127.0.0.1:9003", sm: "http://127.0.0.1:9002", lamb: "http://127.0.0.1:9001"},
 		{name: "ignored endpoints", env: map[string]string{"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_ENDPOINT_URL_LAMBDA": "http://127.0.0.1:9001",
-			"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "TRUE"}, region: "eu-west-1", lamb: "https://lambda.eu-west-1.amazonaws.com"},
+			"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "TRUE"}, region: "eu-west-1",
+			sm: "https://secretsmanager.eu-west-1.amazonaws.com", lamb: "https://lambda.eu-west-1.amazonaws.com"},
 		{name: "fips dual-stack", env: map[string]string{"AWS_USE_FIPS_ENDPOINT": "true", "AWS_USE_DUALSTACK_ENDPOINT": "True"}, region: "eu-west-1",
-			fips: true, dual: true, lamb: "https://lambda-fips.eu-west-1.api.aws"},
+			fips: true, dual: true, sm: "https://secretsmanager-fips.eu-west-1.amazonaws.com", lamb: "https://lambda-fips.eu-west-1.api.aws"},
 		{name: "retries", env: map[string]string{"AWS_MAX_ATTEMPTS": "5", "AWS_RETRY_MODE": "adaptive"}, region: "eu-west-1",
-			attempts: 5, mode: aws.RetryModeAdaptive, lamb: "https://lambda.eu-west-1.amazonaws.com"},
+			attempts: 5, mode: aws.RetryModeAdaptive, sm: "https://secretsmanager.eu-west-1.amazonaws.com", lamb: "https://lambda.eu-west-1.amazonaws.com"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := lambdaEnv(tc.env)
@@ -92,18 +93,21 @@ func TestFromEnvSettings(t *testing.T) {
 			if cfg.Region != tc.region || aws.ToString(cfg.BaseEndpoint) != tc.base || cfg.RetryMaxAttempts != tc.attempts || cfg.RetryMode != tc.mode {
 				t.Errorf("region %q, base %q, retries %d %q; want %q, %q, %d %q", cfg.Region, aws.ToString(cfg.BaseEndpoint), cfg.RetryMaxAttempts, cfg.RetryMode, tc.region, tc.base, tc.attempts, tc.mode)
 			}
-			s3o, smo := S3(cfg).Options(), SecretsManager(cfg).Options()
-			if aws.ToString(s3o.BaseEndpoint) != tc.s3 || aws.ToString(smo.BaseEndpoint) != tc.sm {
-				t.Errorf("S3 endpoint %q, Secrets Manager %q; want %q, %q", aws.ToString(s3o.BaseEndpoint), aws.ToString(smo.BaseEndpoint), tc.s3, tc.sm)
+			s3o := S3(cfg).Options()
+			if aws.ToString(s3o.BaseEndpoint) != tc.s3 {
+				t.Errorf("S3 endpoint %q, want %q", aws.ToString(s3o.BaseEndpoint), tc.s3)
 			}
-			if s3o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled != tc.fips || smo.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled != tc.dual {
-				t.Errorf("S3 FIPS %v, Secrets Manager dual-stack %v; want %v, %v", s3o.EndpointOptions.UseFIPSEndpoint, smo.EndpointOptions.UseDualStackEndpoint, tc.fips, tc.dual)
+			if s3o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled != tc.fips || s3o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled != tc.dual {
+				t.Errorf("S3 FIPS %v, dual-stack %v; want %v, %v", s3o.EndpointOptions.UseFIPSEndpoint, s3o.EndpointOptions.UseDualStackEndpoint, tc.fips, tc.dual)
 			}
-			if got, err := lambdaEndpoint(t.Context(), cfg); err != nil || got != tc.lamb {
+			if got, err := serviceEndpoint(t.Context(), cfg, secretsManagerService); err != nil || got != tc.sm {
+				t.Errorf("Secrets Manager endpoint = %q, %v; want %q", got, err, tc.sm)
+			}
+			if got, err := serviceEndpoint(t.Context(), cfg, lambdaService); err != nil || got != tc.lamb {
 				t.Errorf("Lambda endpoint = %q, %v; want %q", got, err, tc.lamb)
 			}
-			if tc.attempts > 0 && NewAsyncInvoker(cfg).retryer.MaxAttempts() != tc.attempts {
-				t.Errorf("invoker's max attempts = %d, want %d", NewAsyncInvoker(cfg).retryer.MaxAttempts(), tc.attempts)
+			if tc.attempts > 0 && NewAsyncInvoker(cfg).c.retryer.MaxAttempts() != tc.attempts {
+				t.Errorf("invoker's max attempts = %d, want %d", NewAsyncInvoker(cfg).c.retryer.MaxAttempts(), tc.attempts)
 			}
 		})
 	}

@@ -36,22 +36,44 @@ import (
 // default) on throttling, 5xx answers and connection errors. What it does
 // not do that the client does: correct the clock skew a signature error
 // reveals, and honour Retry-After.
-type AsyncInvoker struct {
+type AsyncInvoker struct{ c *caller }
+
+// NewAsyncInvoker returns an AsyncInvoker using cfg's region, credentials,
+// endpoints, HTTP client and retry settings.
+func NewAsyncInvoker(cfg aws.Config) *AsyncInvoker {
+	return &AsyncInvoker{c: newCaller(cfg, lambdaService)}
+}
+
+// lambdaService is how Lambda is named, signed and found.
+var lambdaService = service{sdkID: "Lambda", signingName: "lambda", hostPrefix: "lambda", operation: "Lambda Invoke"}
+
+// caller sends signed requests to one AWS service with retries: what the
+// SDK's clients do, for the one or two operations the functions need.
+type caller struct {
 	cfg     aws.Config
+	svc     service
 	client  aws.HTTPClient
 	retryer aws.RetryerV2
 	signer  *v4.Signer
 }
 
-// NewAsyncInvoker returns an AsyncInvoker using cfg's region, credentials,
-// endpoints, HTTP client and retry settings.
-func NewAsyncInvoker(cfg aws.Config) *AsyncInvoker {
-	a := &AsyncInvoker{cfg: cfg, client: cfg.HTTPClient, signer: v4.NewSigner()}
-	if a.client == nil {
-		a.client = awshttp.NewBuildableClient()
+// service names an AWS service for endpoints and signatures.
+type service struct {
+	sdkID       string // AWS_ENDPOINT_URL_<SDK ID>
+	signingName string
+	hostPrefix  string // {prefix}[-fips].{region}.{DNS suffix}
+	operation   string // in errors
+	// dualStack, when set, decides whether a dual-stack endpoint is used in
+	// a partition (some services' rules differ from the common one).
+	dualStack func(partition string, fips bool) bool
+}
+
+func newCaller(cfg aws.Config, svc service) *caller {
+	c := &caller{cfg: cfg, svc: svc, client: cfg.HTTPClient, signer: v4.NewSigner(), retryer: newRetryer(cfg)}
+	if c.client == nil {
+		c.client = awshttp.NewBuildableClient()
 	}
-	a.retryer = newRetryer(cfg)
-	return a
+	return c
 }
 
 // newRetryer builds the retryer the SDK's clients build from cfg.
@@ -87,7 +109,7 @@ func (r retryerV2) GetAttemptToken(context.Context) (func(error) error, error) {
 }
 
 // InvokeAsync queues payload for function (a name, a name:qualifier or an
-// ARN). Errors from Lambda are a *LambdaError (also a smithy.APIError),
+// ARN). Errors from Lambda are an *APIError (also a smithy.APIError),
 // wrapped in a *retry.MaxAttemptsError once retries are exhausted.
 func (a *AsyncInvoker) InvokeAsync(ctx context.Context, function string, payload []byte) error {
 	if err := a.invoke(ctx, function, payload); err != nil {
@@ -100,106 +122,132 @@ func (a *AsyncInvoker) invoke(ctx context.Context, function string, payload []by
 	if function == "" {
 		return errors.New("no function name")
 	}
-	if a.cfg.Region == "" {
-		return errors.New("no region (AWS_REGION)")
-	}
-	if a.cfg.Credentials == nil {
-		return errors.New("no credentials")
-	}
-	base, err := lambdaEndpoint(ctx, a.cfg)
+	u, err := a.c.endpoint(ctx)
 	if err != nil {
 		return err
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		return fmt.Errorf("invalid Lambda endpoint %q: %w", base, err)
 	}
 	prefix := strings.TrimSuffix(u.Path, "/")
 	u.Path = prefix + "/2015-03-31/functions/" + function + "/invocations"
 	u.RawPath = httpbinding.EscapePath(prefix, false) + "/2015-03-31/functions/" + httpbinding.EscapePath(function, true) + "/invocations"
-	sum := sha256.Sum256(payload)
-	payloadHash := hex.EncodeToString(sum[:])
+	h := http.Header{"Content-Type": {"application/octet-stream"}, "X-Amz-Invocation-Type": {"Event"}}
+	_, err = a.c.do(ctx, u, h, payload, func(status int) bool { return status == http.StatusAccepted })
+	return err
+}
 
+// endpoint returns the service's endpoint URL (see serviceEndpoint), after
+// checking there are a region and credentials to sign with.
+func (c *caller) endpoint(ctx context.Context) (*url.URL, error) {
+	if c.cfg.Region == "" {
+		return nil, errors.New("no region (AWS_REGION)")
+	}
+	if c.cfg.Credentials == nil {
+		return nil, errors.New("no credentials")
+	}
+	base, err := serviceEndpoint(ctx, c.cfg, c.svc)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("invalid %s endpoint %q: %w", c.svc.sdkID, base, err)
+	}
+	return u, nil
+}
+
+// do POSTs body to u with header, signed, retried as the SDK's retry
+// middleware does (attempt and retry tokens, backoff, MaxAttemptsError),
+// and returns the body (up to 1 MiB) of an answer whose status is ok.
+func (c *caller) do(ctx context.Context, u *url.URL, header http.Header, body []byte, ok func(status int) bool) ([]byte, error) {
+	sum := sha256.Sum256(body)
+	payloadHash := hex.EncodeToString(sum[:])
 	release := func(error) error { return nil }
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return &aws.RequestCanceledError{Err: err}
+			return nil, &aws.RequestCanceledError{Err: err}
 		}
-		releaseAttempt, err := a.retryer.GetAttemptToken(ctx)
+		releaseAttempt, err := c.retryer.GetAttemptToken(ctx)
 		if err != nil {
-			return fmt.Errorf("get retry attempt token: %w", err)
+			return nil, fmt.Errorf("get retry attempt token: %w", err)
 		}
-		err = a.send(ctx, u, payload, payloadHash)
+		out, err := c.send(ctx, u, header, body, payloadHash, ok)
 		_ = release(err)
 		_ = releaseAttempt(err)
 		if err == nil {
-			return nil
+			return out, nil
 		}
-		if !a.retryer.IsErrorRetryable(err) {
-			return err
+		if !c.retryer.IsErrorRetryable(err) {
+			return nil, err
 		}
-		if n := a.retryer.MaxAttempts(); n > 0 && attempt >= n {
-			return &retry.MaxAttemptsError{Attempt: attempt, Err: err}
+		if n := c.retryer.MaxAttempts(); n > 0 && attempt >= n {
+			return nil, &retry.MaxAttemptsError{Attempt: attempt, Err: err}
 		}
 		var tokenErr error
-		if release, tokenErr = a.retryer.GetRetryToken(ctx, err); tokenErr != nil {
-			return errors.Join(err, tokenErr) // the retry quota is spent
+		if release, tokenErr = c.retryer.GetRetryToken(ctx, err); tokenErr != nil {
+			return nil, errors.Join(err, tokenErr) // the retry quota is spent
 		}
-		delay, derr := a.retryer.RetryDelay(attempt, err)
+		delay, derr := c.retryer.RetryDelay(attempt, err)
 		if derr != nil {
-			return errors.Join(err, derr)
+			return nil, errors.Join(err, derr)
 		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return &aws.RequestCanceledError{Err: ctx.Err()}
+			return nil, &aws.RequestCanceledError{Err: ctx.Err()}
 		case <-t.C:
 		}
 	}
 }
 
-// send makes one attempt: a freshly signed request, 202 or an error.
-func (a *AsyncInvoker) send(ctx context.Context, u *url.URL, payload []byte, payloadHash string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(payload))
+// send makes one attempt: a freshly signed request, then the answer's body
+// or an error.
+func (c *caller) send(ctx context.Context, u *url.URL, header http.Header, body []byte, payloadHash string, ok func(int) bool) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.URL = u // keep RawPath exactly as escaped (what is signed is what is sent)
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("X-Amz-Invocation-Type", "Event")
-	req.Header.Set("User-Agent", "aws-sdk-go-v2/"+aws.SDKVersion+" cebulk-async-invoke")
-	if a.cfg.AppID != "" {
-		req.Header.Set("User-Agent", req.Header.Get("User-Agent")+" app/"+a.cfg.AppID)
+	for k, v := range header {
+		req.Header[k] = v
 	}
-	creds, err := a.cfg.Credentials.Retrieve(ctx)
+	ua := "aws-sdk-go-v2/" + aws.SDKVersion + " cebulk-lean"
+	if c.cfg.AppID != "" {
+		ua += " app/" + c.cfg.AppID
+	}
+	req.Header.Set("User-Agent", ua)
+	creds, err := c.cfg.Credentials.Retrieve(ctx)
 	if err != nil {
-		return fmt.Errorf("retrieve credentials: %w", err)
+		return nil, fmt.Errorf("retrieve credentials: %w", err)
 	}
-	if err := a.signer.SignHTTP(ctx, creds, req, payloadHash, "lambda", a.cfg.Region, time.Now().UTC()); err != nil {
-		return fmt.Errorf("sign request: %w", err)
+	if err := c.signer.SignHTTP(ctx, creds, req, payloadHash, c.svc.signingName, c.cfg.Region, time.Now().UTC()); err != nil {
+		return nil, fmt.Errorf("sign request: %w", err)
 	}
-	resp, err := a.client.Do(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		// As the SDK's transport does: a send error is a connection error
 		// (retryable) unless the context ended.
 		if ctx.Err() != nil {
-			return &smithy.CanceledError{Err: ctx.Err()}
+			return nil, &smithy.CanceledError{Err: ctx.Err()}
 		}
-		return &smithyhttp.RequestSendError{Err: err}
+		return nil, &smithyhttp.RequestSendError{Err: err}
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode == http.StatusAccepted {
-		return nil
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if ok(resp.StatusCode) {
+		if err != nil {
+			return nil, &smithyhttp.RequestSendError{Err: fmt.Errorf("read answer: %w", err)}
+		}
+		return out, nil
 	}
-	return lambdaError(resp, body)
+	return nil, apiError(c.svc.operation, resp, out)
 }
 
-// LambdaError is an error answer of Lambda's Invoke API: the error code of
-// its X-Amzn-ErrorType header (ResourceNotFoundException,
-// TooManyRequestsException, ...) and its JSON body's Type and message.
-type LambdaError struct {
+// APIError is an error answer of an AWS API (Lambda's Invoke, Secrets
+// Manager's GetSecretValue): the error code of its X-Amzn-ErrorType header
+// or JSON body (ResourceNotFoundException, TooManyRequestsException, ...)
+// and the body's Type and message.
+type APIError struct {
+	Operation  string // "Lambda Invoke", "Secrets Manager GetSecretValue"
 	StatusCode int
 	Code       string
 	Type       string // "User" or "Service", when given
@@ -207,8 +255,8 @@ type LambdaError struct {
 	RequestID  string
 }
 
-func (e *LambdaError) Error() string {
-	s := fmt.Sprintf("Lambda Invoke: %s (HTTP %d", e.Code, e.StatusCode)
+func (e *APIError) Error() string {
+	s := fmt.Sprintf("%s: %s (HTTP %d", e.Operation, e.Code, e.StatusCode)
 	if e.RequestID != "" {
 		s += ", request id " + e.RequestID
 	}
@@ -219,13 +267,13 @@ func (e *LambdaError) Error() string {
 	return s
 }
 
-// ErrorCode, ErrorMessage and ErrorFault make a LambdaError a
+// ErrorCode, ErrorMessage and ErrorFault make an APIError a
 // smithy.APIError; ErrorCode and HTTPStatusCode are what the SDK's
 // retryers classify errors by.
-func (e *LambdaError) ErrorCode() string    { return e.Code }
-func (e *LambdaError) ErrorMessage() string { return e.Message }
-func (e *LambdaError) HTTPStatusCode() int  { return e.StatusCode }
-func (e *LambdaError) ErrorFault() smithy.ErrorFault {
+func (e *APIError) ErrorCode() string    { return e.Code }
+func (e *APIError) ErrorMessage() string { return e.Message }
+func (e *APIError) HTTPStatusCode() int  { return e.StatusCode }
+func (e *APIError) ErrorFault() smithy.ErrorFault {
 	switch {
 	case e.Type == "User":
 		return smithy.FaultClient
@@ -237,11 +285,11 @@ func (e *LambdaError) ErrorFault() smithy.ErrorFault {
 	return smithy.FaultUnknown
 }
 
-// lambdaError decodes an error answer as the SDK's REST-JSON protocol does:
-// the code from X-Amzn-ErrorType (before any ':'), else the body's __type
-// or code (after any '#').
-func lambdaError(resp *http.Response, body []byte) *LambdaError {
-	e := &LambdaError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Amzn-RequestId")}
+// apiError decodes an error answer as the SDK's REST-JSON and JSON 1.1
+// protocols do: the code from X-Amzn-ErrorType (before any ':'), else the
+// body's __type or code (after any '#').
+func apiError(operation string, resp *http.Response, body []byte) *APIError {
+	e := &APIError{Operation: operation, StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Amzn-RequestId")}
 	var doc struct {
 		Type     string `json:"__type"`
 		Code     string `json:"code"`
@@ -262,7 +310,7 @@ func lambdaError(resp *http.Response, body []byte) *LambdaError {
 	}
 	if e.Code == "" {
 		if resp.StatusCode == http.StatusTooManyRequests {
-			e.Code = "TooManyRequestsException" // Lambda's name for it
+			e.Code = "TooManyRequestsException" // the SDK retries an unnamed 429 as throttling
 		} else {
 			e.Code = "HTTP" + strconv.Itoa(resp.StatusCode)
 		}
@@ -271,11 +319,14 @@ func lambdaError(resp *http.Response, body []byte) *LambdaError {
 	if e.Message == "" {
 		e.Message = doc.MessageU
 	}
-	if e.Message == "" && resp.StatusCode != http.StatusOK && len(body) > 0 && !json.Valid(body) {
+	if e.Message == "" && resp.StatusCode >= 300 && len(body) > 0 && !json.Valid(body) {
 		e.Message = strings.TrimSpace(string(body[:min(len(body), 200)]))
 	}
-	if resp.StatusCode == http.StatusOK {
-		e.Message = "the function ran synchronously: an Event invocation is answered 202"
+	if resp.StatusCode < 300 {
+		e.Message = "unexpected status " + strconv.Itoa(resp.StatusCode)
+		if operation == lambdaService.operation {
+			e.Message = "the function ran synchronously: an Event invocation is answered 202"
+		}
 	}
 	return e
 }
@@ -297,10 +348,10 @@ type (
 	}
 )
 
-// lambdaEndpoint resolves Lambda's endpoint as the Lambda client does: a
-// configured endpoint (AWS_ENDPOINT_URL_LAMBDA, then cfg.BaseEndpoint),
-// else by the endpoint rules of Lambda for the region's partition.
-func lambdaEndpoint(ctx context.Context, cfg aws.Config) (string, error) {
+// serviceEndpoint resolves svc's endpoint as its client does: a
+// configured endpoint (AWS_ENDPOINT_URL_<SDK ID>, then cfg.BaseEndpoint),
+// else by the service's endpoint rules for the region's partition.
+func serviceEndpoint(ctx context.Context, cfg aws.Config, svc service) (string, error) {
 	var fips, dual, ignore bool
 	custom := ""
 	if cfg.BaseEndpoint != nil {
@@ -315,7 +366,7 @@ func lambdaEndpoint(ctx context.Context, cfg aws.Config) (string, error) {
 	}
 	for _, s := range cfg.ConfigSources {
 		if p, ok := s.(serviceEndpointSource); ok && !ignore {
-			if v, found, err := p.GetServiceBaseEndpoint(ctx, "Lambda"); err == nil && found {
+			if v, found, err := p.GetServiceBaseEndpoint(ctx, svc.sdkID); err == nil && found {
 				custom = v
 				break
 			}
@@ -349,10 +400,13 @@ func lambdaEndpoint(ctx context.Context, cfg aws.Config) (string, error) {
 	if !validRegion(cfg.Region) {
 		return "", fmt.Errorf("invalid region %q", cfg.Region)
 	}
-	suffix, dualSuffix := partitionSuffixes(cfg.Region)
-	host := "lambda."
+	partition, suffix, dualSuffix := partitionOf(cfg.Region)
+	host := svc.hostPrefix + "."
 	if fips {
-		host = "lambda-fips."
+		host = svc.hostPrefix + "-fips."
+	}
+	if dual && svc.dualStack != nil {
+		dual = svc.dualStack(partition, fips)
 	}
 	if dual {
 		suffix = dualSuffix
@@ -374,23 +428,23 @@ func validRegion(region string) bool {
 	return true
 }
 
-// partitionSuffixes returns the DNS suffixes (plain, dual-stack) of the
-// partition of region, from the SDK's partitions table
+// partitionOf returns the partition of region and its DNS suffixes
+// (plain, dual-stack), from the SDK's partitions table
 // (internal/endpoints/awsrulesfn); every partition supports FIPS and
 // dual-stack endpoints, and a region of no known pattern is in "aws".
-func partitionSuffixes(region string) (string, string) {
-	for _, p := range []struct{ prefix, dns, dual string }{
-		{"us-gov-", "amazonaws.com", "api.aws"},
-		{"us-isob-", "sc2s.sgov.gov", "api.aws.scloud"},
-		{"us-isof-", "csp.hci.ic.gov", "api.aws.hci.ic.gov"},
-		{"us-iso-", "c2s.ic.gov", "api.aws.ic.gov"},
-		{"eu-isoe-", "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk"},
-		{"eusc-de-", "amazonaws.eu", "api.amazonwebservices.eu"},
-		{"cn-", "amazonaws.com.cn", "api.amazonwebservices.com.cn"},
+func partitionOf(region string) (id, dns, dual string) {
+	for _, p := range []struct{ prefix, id, dns, dual string }{
+		{"us-gov-", "aws-us-gov", "amazonaws.com", "api.aws"},
+		{"us-isob-", "aws-iso-b", "sc2s.sgov.gov", "api.aws.scloud"},
+		{"us-isof-", "aws-iso-f", "csp.hci.ic.gov", "api.aws.hci.ic.gov"},
+		{"us-iso-", "aws-iso", "c2s.ic.gov", "api.aws.ic.gov"},
+		{"eu-isoe-", "aws-iso-e", "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk"},
+		{"eusc-de-", "aws-eusc", "amazonaws.eu", "api.amazonwebservices.eu"},
+		{"cn-", "aws-cn", "amazonaws.com.cn", "api.amazonwebservices.com.cn"},
 	} {
 		if strings.HasPrefix(region, p.prefix) {
-			return p.dns, p.dual
+			return p.id, p.dns, p.dual
 		}
 	}
-	return "amazonaws.com", "api.aws"
+	return "aws", "amazonaws.com", "api.aws"
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 	"github.com/google/go-cmp/cmp"
 )
@@ -126,19 +127,7 @@ func TestAsyncInvokerAsSDK(t *testing.T) {
 		t.Fatalf("InvokeAsync: %v", err)
 	}
 	shape := func(r received) []string {
-		auth := r.Header.Get("Authorization")
-		_, signed, _ := strings.Cut(auth, "SignedHeaders=")
-		signed, _, _ = strings.Cut(signed, ",")
-		// The SDK also signs its own amz-sdk-* headers.
-		var own []string
-		for h := range strings.SplitSeq(signed, ";") {
-			if !strings.HasPrefix(h, "amz-sdk-") {
-				own = append(own, h)
-			}
-		}
-		scope, _, _ := strings.Cut(auth, ", ")
-		scope = scope[:strings.Index(scope, "/")+1] + scope[strings.Index(scope, "/")+10:] // drop the date
-		return []string{r.Method, r.RawPath, r.Body, r.Header.Get("X-Amz-Invocation-Type"), r.Header.Get("Content-Type"), strings.Join(own, ";"), scope}
+		return []string{r.Method, r.RawPath, r.Body, r.Header.Get("X-Amz-Invocation-Type"), r.Header.Get("Content-Type"), signedHeaders(r), scopeOf(r)}
 	}
 	if diff := cmp.Diff(shape(rc.reqs[0]), shape(rc.reqs[1])); diff != "" {
 		t.Errorf("request (-SDK +AsyncInvoker):\n%s", diff)
@@ -152,22 +141,22 @@ func TestAsyncInvokerErrors(t *testing.T) {
 		name     string
 		answers  []func(http.ResponseWriter)
 		requests int
-		want     *LambdaError // nil: success
+		want     *APIError // nil: success
 		maxed    bool
 	}{
 		{name: "not found, not retried", answers: []func(http.ResponseWriter){notFound}, requests: 1,
-			want: &LambdaError{StatusCode: 404, Code: "ResourceNotFoundException", Type: "User", Message: "Function not found: arn:aws:lambda:eu-west-1:123456789012:function:nope", RequestID: "req-1"}},
+			want: &APIError{Operation: "Lambda Invoke", StatusCode: 404, Code: "ResourceNotFoundException", Type: "User", Message: "Function not found: arn:aws:lambda:eu-west-1:123456789012:function:nope", RequestID: "req-1"}},
 		{name: "throttled, retried until the last attempt", answers: []func(http.ResponseWriter){throttled}, requests: 3, maxed: true,
-			want: &LambdaError{StatusCode: 429, Code: "TooManyRequestsException", Type: "User", Message: "Rate Exceeded.", RequestID: "req-1"}},
+			want: &APIError{Operation: "Lambda Invoke", StatusCode: 429, Code: "TooManyRequestsException", Type: "User", Message: "Rate Exceeded.", RequestID: "req-1"}},
 		{name: "throttled, then accepted", answers: []func(http.ResponseWriter){throttled, accepted}, requests: 2},
 		{name: "service errors, then accepted", answers: []func(http.ResponseWriter){
 			lambdaAnswer(500, "ServiceException", `{"Type":"Service","message":"internal"}`),
 			lambdaAnswer(503, "", "Service Unavailable"), accepted}, requests: 3},
 		{name: "429 without a code is throttling", answers: []func(http.ResponseWriter){lambdaAnswer(429, "", ""), accepted}, requests: 2},
 		{name: "code in the body", answers: []func(http.ResponseWriter){lambdaAnswer(400, "", `{"__type":"com.amazon#InvalidRequestContentException","Message":"bad json"}`)}, requests: 1,
-			want: &LambdaError{StatusCode: 400, Code: "InvalidRequestContentException", Message: "bad json", RequestID: "req-1"}},
+			want: &APIError{Operation: "Lambda Invoke", StatusCode: 400, Code: "InvalidRequestContentException", Message: "bad json", RequestID: "req-1"}},
 		{name: "run synchronously", answers: []func(http.ResponseWriter){lambdaAnswer(200, "", `{}`)}, requests: 1,
-			want: &LambdaError{StatusCode: 200, Code: "HTTP200", Message: "the function ran synchronously: an Event invocation is answered 202", RequestID: "req-1"}},
+			want: &APIError{Operation: "Lambda Invoke", StatusCode: 200, Code: "HTTP200", Message: "the function ran synchronously: an Event invocation is answered 202", RequestID: "req-1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := &recorder{answers: tc.answers}
@@ -183,12 +172,12 @@ func TestAsyncInvokerErrors(t *testing.T) {
 				}
 				return
 			}
-			var le *LambdaError
+			var le *APIError
 			if !errors.As(err, &le) {
-				t.Fatalf("InvokeAsync error = %v, want a *LambdaError", err)
+				t.Fatalf("InvokeAsync error = %v, want an *APIError", err)
 			}
 			if diff := cmp.Diff(tc.want, le); diff != "" {
-				t.Errorf("LambdaError (-want +got):\n%s", diff)
+				t.Errorf("APIError (-want +got):\n%s", diff)
 			}
 			var api smithy.APIError
 			if !errors.As(err, &api) || api.ErrorCode() != tc.want.Code {
@@ -227,10 +216,10 @@ func TestAsyncInvokerConnectionErrors(t *testing.T) {
 	}
 }
 
-// TestLambdaEndpointAsSDK compares the endpoints with the Lambda client's
-// own resolver for each partition, FIPS and dual-stack.
-func TestLambdaEndpointAsSDK(t *testing.T) {
-	resolver := lambda.NewDefaultEndpointResolverV2()
+// TestEndpointsAsSDK compares the endpoints with the Lambda and Secrets
+// Manager clients' own resolvers for each partition, FIPS and dual-stack.
+func TestEndpointsAsSDK(t *testing.T) {
+	lambdaResolver, smResolver := lambda.NewDefaultEndpointResolverV2(), secretsmanager.NewDefaultEndpointResolverV2()
 	for _, region := range []string{"us-east-1", "eu-central-2", "ap-southeast-7", "mx-central-1", "il-central-1", "cn-north-1", "us-gov-west-1",
 		"us-iso-east-1", "us-isob-east-1", "us-isof-south-1", "eu-isoe-west-1", "eusc-de-east-1", "aws-global", "xx-unknown-1"} {
 		for _, fips := range []bool{false, true} {
@@ -242,24 +231,55 @@ func TestLambdaEndpointAsSDK(t *testing.T) {
 				if dual {
 					src.dualStack = aws.DualStackEndpointStateEnabled
 				}
-				want, err := resolver.ResolveEndpoint(t.Context(), lambda.EndpointParameters{Region: aws.String(region), UseFIPS: aws.Bool(fips), UseDualStack: aws.Bool(dual)})
+				cfg := aws.Config{Region: region, ConfigSources: []any{src}}
+				want, err := lambdaResolver.ResolveEndpoint(t.Context(), lambda.EndpointParameters{Region: aws.String(region), UseFIPS: aws.Bool(fips), UseDualStack: aws.Bool(dual)})
 				if err != nil {
-					t.Fatalf("SDK resolver %s fips %v dual %v: %v", region, fips, dual, err)
+					t.Fatalf("Lambda resolver %s fips %v dual %v: %v", region, fips, dual, err)
 				}
-				got, err := lambdaEndpoint(t.Context(), aws.Config{Region: region, ConfigSources: []any{src}})
-				if err != nil || got != want.URI.String() {
-					t.Errorf("lambdaEndpoint(%s, fips %v, dual %v) = %q, %v; want %q", region, fips, dual, got, err, want.URI.String())
+				if got, err := serviceEndpoint(t.Context(), cfg, lambdaService); err != nil || got != want.URI.String() {
+					t.Errorf("Lambda endpoint(%s, fips %v, dual %v) = %q, %v; want %q", region, fips, dual, got, err, want.URI.String())
+				}
+				want, err = smResolver.ResolveEndpoint(t.Context(), secretsmanager.EndpointParameters{Region: aws.String(region), UseFIPS: aws.Bool(fips), UseDualStack: aws.Bool(dual)})
+				if err != nil {
+					t.Fatalf("Secrets Manager resolver %s fips %v dual %v: %v", region, fips, dual, err)
+				}
+				if got, err := serviceEndpoint(t.Context(), cfg, secretsManagerService); err != nil || got != want.URI.String() {
+					t.Errorf("Secrets Manager endpoint(%s, fips %v, dual %v) = %q, %v; want %q", region, fips, dual, got, err, want.URI.String())
 				}
 			}
 		}
 	}
 	src := &envSource{getenv: func(string) string { return "" }, fips: aws.FIPSEndpointStateEnabled}
-	if _, err := lambdaEndpoint(t.Context(), aws.Config{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), ConfigSources: []any{src}}); err == nil {
+	if _, err := serviceEndpoint(t.Context(), aws.Config{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), ConfigSources: []any{src}}, lambdaService); err == nil {
 		t.Errorf("FIPS with a custom endpoint: no error (the SDK refuses it)")
 	}
-	if _, err := lambdaEndpoint(t.Context(), aws.Config{Region: "us-east-1/../x"}); err == nil {
+	if _, err := serviceEndpoint(t.Context(), aws.Config{Region: "us-east-1/../x"}, lambdaService); err == nil {
 		t.Errorf("invalid region: no error")
 	}
+}
+
+// signedHeaders returns r's signed headers, less the SDK's own amz-sdk-*.
+func signedHeaders(r received) string {
+	_, signed, _ := strings.Cut(r.Header.Get("Authorization"), "SignedHeaders=")
+	signed, _, _ = strings.Cut(signed, ",")
+	var own []string
+	for h := range strings.SplitSeq(signed, ";") {
+		if !strings.HasPrefix(h, "amz-sdk-") {
+			own = append(own, h)
+		}
+	}
+	return strings.Join(own, ";")
+}
+
+// scopeOf returns the credential scope of r's signature without its date.
+func scopeOf(r received) string {
+	_, cred, _ := strings.Cut(r.Header.Get("Authorization"), "Credential=")
+	cred, _, _ = strings.Cut(cred, ",")
+	parts := strings.Split(cred, "/")
+	if len(parts) < 2 {
+		return cred
+	}
+	return strings.Join(append(parts[:1:1], parts[2:]...), "/")
 }
 
 // verifySigV4 checks r's Authorization header by computing the AWS

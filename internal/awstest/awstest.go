@@ -60,7 +60,7 @@ func S3(t testing.TB) *s3.Client { t.Helper(); return awsenv.S3(Config(t)) }
 // SecretsManager returns a Secrets Manager client for the local stack.
 func SecretsManager(t testing.TB) *secretsmanager.Client {
 	t.Helper()
-	return awsenv.SecretsManager(Config(t))
+	return secretsmanager.NewFromConfig(Config(t))
 }
 
 // UniqueName returns prefix followed by a random suffix, valid as a bucket name.

@@ -156,7 +156,7 @@ func NewClients(c Common, getenv func(string) string) (*Clients, error) {
 // slog's default alone.
 func Build(c Common, cfg aws.Config, log *slog.Logger) *Clients {
 	store := s3stream.New(awsenv.S3(cfg), s3stream.WithLogger(log))
-	loader := secrets.NewLoader(awsenv.SecretsManager(cfg), c.SecretID)
+	loader := secrets.NewLoader(awsenv.NewSecretReader(cfg), c.SecretID)
 	return &Clients{
 		Log:   log,
 		AWS:   cfg,

@@ -9,11 +9,13 @@ import (
 // heavySDKPackages are AWS SDK packages whose initialisation alone cost
 // the functions most of their cold start (README, Performance): the config
 // package and the clients it links (SSO, SSO OIDC, Sign-In, STS, IMDS) and
-// the Lambda client. awsenv.FromEnv and awsenv.AsyncInvoker replace them.
+// the Lambda and Secrets Manager clients. awsenv.FromEnv, AsyncInvoker and
+// SecretReader replace them.
 var heavySDKPackages = []string{
 	"github.com/aws/aws-sdk-go-v2/config",
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds",
 	"github.com/aws/aws-sdk-go-v2/service/lambda",
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager",
 	"github.com/aws/aws-sdk-go-v2/service/signin",
 	"github.com/aws/aws-sdk-go-v2/service/sso",
 	"github.com/aws/aws-sdk-go-v2/service/ssooidc",

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 )
 
 // Secret is the JSON document stored in Secrets Manager:
@@ -61,14 +59,15 @@ func Parse(doc string) (Secret, error) {
 	return s, nil
 }
 
-// getSecretValueAPI is the part of the Secrets Manager client we use.
-type getSecretValueAPI interface {
-	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+// secretStringAPI reads a secret's string value, nil when it has a binary
+// one (awsenv.SecretReader).
+type secretStringAPI interface {
+	GetSecretString(ctx context.Context, id string) (*string, error)
 }
 
 // Loader fetches and caches one secret.
 type Loader struct {
-	api      getSecretValueAPI
+	api      secretStringAPI
 	id       string
 	minAge   time.Duration
 	now      func() time.Time
@@ -78,7 +77,7 @@ type Loader struct {
 }
 
 // NewLoader returns a Loader for the secret id (a name or an ARN).
-func NewLoader(api getSecretValueAPI, id string) *Loader {
+func NewLoader(api secretStringAPI, id string) *Loader {
 	return &Loader{api: api, id: id, minAge: 30 * time.Second, now: time.Now}
 }
 
@@ -105,14 +104,14 @@ func (l *Loader) Refresh(ctx context.Context) (Secret, error) {
 }
 
 func (l *Loader) loadLocked(ctx context.Context) (Secret, error) {
-	out, err := l.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &l.id})
+	value, err := l.api.GetSecretString(ctx, l.id)
 	if err != nil {
 		return Secret{}, fmt.Errorf("read secret %s: %w", l.id, err)
 	}
-	if out.SecretString == nil {
+	if value == nil {
 		return Secret{}, fmt.Errorf("read secret %s: %w: no string value (binary secrets are not supported)", l.id, ErrInvalid)
 	}
-	s, err := Parse(*out.SecretString)
+	s, err := Parse(*value)
 	if err != nil {
 		return Secret{}, fmt.Errorf("read secret %s: %w", l.id, err)
 	}

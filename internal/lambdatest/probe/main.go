@@ -66,6 +66,6 @@ func main() {
 		log.Error("init", "err", err)
 		os.Exit(1)
 	}
-	h := &handler{s3: awsenv.S3(cfg), sm: awsenv.SecretsManager(cfg), log: log}
+	h := &handler{s3: awsenv.S3(cfg), sm: secretsmanager.NewFromConfig(cfg), log: log}
 	lambda.Start(h.handle)
 }

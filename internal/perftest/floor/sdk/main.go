@@ -1,6 +1,6 @@
 // Command sdk is hello plus what every cebulk function does with the AWS
-// SDK before its first request: awsenv.FromEnv's configuration and the S3
-// and Secrets Manager clients and the Lambda invoker, built and unused. It
+// SDK before its first request: awsenv.FromEnv's configuration, the S3
+// client, the secret reader and the Lambda invoker, built and unused. It
 // is the cold-start floor of any function that uses the SDK as cebulk does.
 package main
 
@@ -18,6 +18,6 @@ func main() {
 	if err != nil {
 		panic(err)
 	}
-	_, _, _ = awsenv.S3(cfg), awsenv.SecretsManager(cfg), awsenv.NewAsyncInvoker(cfg)
+	_, _, _ = awsenv.S3(cfg), awsenv.NewSecretReader(cfg), awsenv.NewAsyncInvoker(cfg)
 	lambda.Start(func(context.Context, map[string]any) (string, error) { return "hello", nil })
 }
