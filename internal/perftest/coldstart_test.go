@@ -36,9 +36,14 @@ var functions = []struct {
 // lambda.norpc) for goarch into dir and returns the binary's path.
 func buildProduction(tb testing.TB, pkg, goarch, dir string) string {
 	tb.Helper()
-	out := filepath.Join(dir, goarch, filepath.Base(pkg))
+	return buildProductionIn(tb, moduleRoot(tb), pkg, goarch, filepath.Join(dir, goarch, filepath.Base(pkg)))
+}
+
+// buildProductionIn builds pkg of the module at root into out.
+func buildProductionIn(tb testing.TB, root, pkg, goarch, out string) string {
+	tb.Helper()
 	cmd := exec.Command("go", "build", "-trimpath", "-tags", "lambda.norpc", "-ldflags=-s -w", "-o", out, pkg)
-	cmd.Dir = moduleRoot(tb)
+	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("build %s: %v\n%s", pkg, err, b)
@@ -113,6 +118,10 @@ func coldStart(tb testing.TB, bin string, env []string) start {
 // binary sizes. x-hello is a function's median over hello's, x-floor-sdk a
 // function's over floor-sdk's (what cebulk adds to the SDK), both of the
 // wall time.
+//
+// CEBULK_COLDSTART_BASELINE=DIR also measures the three functions built
+// from DIR, another copy of the module (git archive COMMIT | tar -x -C DIR),
+// as base-export, base-import and base-webhook: two commits in one run.
 func BenchmarkColdStart(b *testing.B) {
 	awstest.Endpoint(b) // the SDK's environment, as under make test
 	dir := b.TempDir()
@@ -127,11 +136,23 @@ func BenchmarkColdStart(b *testing.B) {
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024", "AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
 		"AWS_LAMBDA_LOG_FORMAT=JSON",
 	)
+	type measured struct{ name, pkg, root string }
+	var runs []measured
+	for _, f := range functions {
+		runs = append(runs, measured{f.name, f.pkg, moduleRoot(b)})
+	}
+	if base := os.Getenv("CEBULK_COLDSTART_BASELINE"); base != "" {
+		for _, f := range functions {
+			if strings.HasPrefix(f.pkg, "./functions/") {
+				runs = append(runs, measured{"base-" + f.name, f.pkg, base})
+			}
+		}
+	}
 	bins := map[string]string{}
 	sizes := map[string]float64{}
-	for _, f := range functions {
-		bins[f.name] = buildProduction(b, f.pkg, runtimeArch(), dir)
-		arm := buildProduction(b, f.pkg, "arm64", dir)
+	for _, f := range runs {
+		bins[f.name] = buildProductionIn(b, f.root, f.pkg, runtimeArch(), filepath.Join(dir, runtimeArch(), f.name))
+		arm := buildProductionIn(b, f.root, f.pkg, "arm64", filepath.Join(dir, "arm64", f.name))
 		st, err := os.Stat(arm)
 		if err != nil {
 			b.Fatal(err)
@@ -146,7 +167,7 @@ func BenchmarkColdStart(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		for range rounds {
-			for _, f := range functions {
+			for _, f := range runs {
 				fenv := append(slices.Clone(env), "AWS_LAMBDA_FUNCTION_NAME="+f.name)
 				st := coldStart(b, bins[f.name], fenv)
 				times[f.name] = append(times[f.name], st.wall)
@@ -162,7 +183,7 @@ func BenchmarkColdStart(b *testing.B) {
 	}
 	hello, floor, helloCPU := median(times["hello"]), median(times["floor-sdk"]), median(cpus["hello"])
 	var lines []string
-	for _, f := range functions {
+	for _, f := range runs {
 		m := median(times[f.name])
 		c := median(cpus[f.name])
 		b.ReportMetric(float64(m.Microseconds())/1e3, f.name+"-ms")
