@@ -2,6 +2,7 @@ package lambdaenv
 
 import (
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -66,5 +67,32 @@ func TestProblemsSorted(t *testing.T) {
 	}
 	if (Problems{}).Err() != nil {
 		t.Errorf("no problems gave an error")
+	}
+}
+
+// TestFullSecretARN checks the plain check against the regular expression
+// it replaced.
+func TestFullSecretARN(t *testing.T) {
+	oracle := regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$`)
+	base := "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk/ce-AbCdEf"
+	cases := []string{
+		base, "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:x-AbCdE1",
+		"arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:a_b+c=d.e@f-g-123456",
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:-AbCdEf", "arn:aws:secretsmanager:us-east-1:123456789012:secret:--AbCdE",
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk", "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-AbCdE",
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-AbCdEf:extra", "arn:aws:secretsmanager:us-east-1:12345678901:secret:c-AbCdEf",
+		"arn:aws:secretsmanager::123456789012:secret:c-AbCdEf", "arn:aws:secretsmanager:US-east-1:123456789012:secret:c-AbCdEf",
+		"arn:awsX:secretsmanager:us-east-1:123456789012:secret:c-AbCdEf", "arn:aw:secretsmanager:us-east-1:123456789012:secret:c-AbCdEf",
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:c d-AbCdEf", "arn:aws:secretsmanager:us-east-1:123456789012:secret:cé-AbCdEf",
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:c-AbCd_f", "arn:aws:ssm:us-east-1:123456789012:secret:c-AbCdEf",
+		"arn:aws:secretsmanager:us-east-1:123456789012:parameter:c-AbCdEf", "cebulk-ce", "",
+	}
+	for i := range base { // every truncation and every one-byte change
+		cases = append(cases, base[:i], base[:i]+"#"+base[i+1:], base[:i]+"-"+base[i+1:], base[:i]+":"+base[i+1:])
+	}
+	for _, s := range cases {
+		if got, want := fullSecretARN(s), oracle.MatchString(s); got != want {
+			t.Errorf("fullSecretARN(%q) = %v, want %v", s, got, want)
+		}
 	}
 }
