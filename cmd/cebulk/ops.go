@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cebulk/cebulk/internal/awsenv/defaultchain"
 	"github.com/cebulk/cebulk/internal/lambdaenv"
 	"github.com/cebulk/cebulk/internal/logging"
 )
@@ -91,7 +92,11 @@ func opsEnv(fs *flag.FlagSet) (lambdaenv.Common, error) {
 // alone.
 func newOpsClients(ctx context.Context, c lambdaenv.Common, stderr io.Writer) (*lambdaenv.Clients, error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel}))
-	return lambdaenv.Build(ctx, c, log)
+	cfg, err := defaultchain.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return lambdaenv.Build(c, cfg, log), nil
 }
 
 // sleep waits d or until ctx ends, reporting whether the full wait passed.

@@ -27,7 +27,7 @@ func TestLoadConfig(t *testing.T) {
 		}
 		return m
 	}
-	defaults := config{Common: lambdaenv.Common{Backend: "ce", MixpanelRegion: "US", CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelInfo}, Objects: []string{"activities", "users"}, Location: time.UTC, Lag: 2 * time.Hour, MaxJobs: 60, QueriesPerHour: 50, TimeBasis: "utc", Lookback: 5}
+	defaults := config{Common: lambdaenv.Common{Backend: "ce", MixpanelRegion: "US", MixpanelConcurrency: 10, CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelInfo}, Objects: []string{"activities", "users"}, Location: time.UTC, Lag: 2 * time.Hour, MaxJobs: 60, QueriesPerHour: 50, TimeBasis: "utc", Lookback: 5}
 	for _, tc := range []struct {
 		name    string
 		env     map[string]string
@@ -41,7 +41,7 @@ func TestLoadConfig(t *testing.T) {
 				"EXPORT_OBJECTS", " activities ", "EXPORT_START", "2026-11-01", "EXPORT_TIMEZONE", "America/New_York",
 				"EXPORT_LAG", "90m", "EXPORT_MAX_JOBS", "12", "LOG_LEVEL", "DEBUG",
 				"EXPORT_QUERIES_PER_HOUR", "15", "EXPORT_TIME_BASIS", "project", "EXPORT_LOOKBACK", "0d"),
-			want: config{Common: lambdaenv.Common{Backend: "ce", MixpanelRegion: "US", CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelDebug}, CallbackURL: "https://abc.execute-api.us-east-1.amazonaws.com/callbacks/ce", Objects: []string{"activities"}, Start: "2026-11-01", Location: ny, Lag: 90 * time.Minute, MaxJobs: 12, QueriesPerHour: 15, TimeBasis: "project", Lookback: 0},
+			want: config{Common: lambdaenv.Common{Backend: "ce", MixpanelRegion: "US", MixpanelConcurrency: 10, CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelDebug}, CallbackURL: "https://abc.execute-api.us-east-1.amazonaws.com/callbacks/ce", Objects: []string{"activities"}, Start: "2026-11-01", Location: ny, Lag: 90 * time.Minute, MaxJobs: 12, QueriesPerHour: 15, TimeBasis: "project", Lookback: 0},
 		},
 		{name: "zero lag", env: with("EXPORT_LAG", "0s"), want: func() config { c := defaults; c.Lag = 0; return c }()},
 		{

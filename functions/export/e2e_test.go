@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -36,7 +37,8 @@ type e2e struct {
 	bucket    string
 	store     *s3stream.Store
 	jobs      *ledger.Store
-	today     time.Time // midnight UTC
+	today     time.Time         // midnight UTC
+	vars      map[string]string // the function's environment, before a start's own
 }
 
 // day returns the UTC day offset days from today.
@@ -67,17 +69,28 @@ func startE2EProject(t *testing.T, env map[string]string, opts lambdatest.StackO
 // timeout.
 func startE2EFull(t testing.TB, env map[string]string, opts lambdatest.StackOptions, ceOpts cetest.Options, timeout time.Duration) *e2e {
 	t.Helper()
+	x := newE2E(t, opts, ceOpts, ceSecret)
+	x.start(t, env, timeout)
+	return x
+}
+
+// ceSecret is the secret of a CE stack: the emulator's credentials.
+var ceSecret = fmt.Sprintf(`{"userSecret":%q,"organizationSecret":%q,"elementToken":%q}`,
+	cetest.DefaultUserSecret, cetest.DefaultOrgSecret, cetest.DefaultElementToken)
+
+// newE2E makes the stack (a secret holding secretDoc, the bucket, the
+// roles) and the CE emulator, without starting the function.
+func newE2E(t testing.TB, opts lambdatest.StackOptions, ceOpts cetest.Options, secretDoc string) *e2e {
+	t.Helper()
 	awstest.Endpoint(t)
 	srv, fake := cetest.NewServer(t, ceOpts)
-	secret := awstest.NewSecret(t, fmt.Sprintf(`{"userSecret":%q,"organizationSecret":%q,"elementToken":%q}`,
-		cetest.DefaultUserSecret, cetest.DefaultOrgSecret, cetest.DefaultElementToken))
 	// The function runs with exactly ExportFunction's role from template.yaml.
-	opts.SecretARN = secret
+	opts.SecretARN = awstest.NewSecret(t, secretDoc)
 	st := lambdatest.NewStack(t, opts)
 	x := &e2e{fake: fake, stack: st, bucket: st.Bucket, today: time.Now().UTC().Truncate(24 * time.Hour)}
 	x.store = s3stream.New(awstest.S3(t))
 	x.jobs = ledger.New(x.store, x.bucket)
-	vars := map[string]string{
+	x.vars = map[string]string{
 		"CE_BASE_URL":           cetest.BaseURL(srv),
 		"CALLBACK_URL":          "",
 		"EXPORT_OBJECTS":        "activities",
@@ -88,17 +101,26 @@ func startE2EFull(t testing.TB, env map[string]string, opts lambdatest.StackOpti
 		"LOG_LEVEL":             "debug",
 		"AWS_LAMBDA_LOG_FORMAT": "JSON",
 	}
-	for k, v := range env {
-		vars[k] = v
+	return x
+}
+
+// start serves the ExportFunction's bootstrap with x.vars and env on top.
+// A function started before is stopped first: a stack update replaces the
+// function's configuration, the bucket and its state stay.
+func (x *e2e) start(t testing.TB, env map[string]string, timeout time.Duration) {
+	t.Helper()
+	if x.fn != nil {
+		x.fn.Close()
 	}
-	x.fn = st.Start(t, "ExportFunction", lambdatest.Build(t, "./functions/export"), lambdatest.Options{
+	vars := maps.Clone(x.vars)
+	maps.Copy(vars, env)
+	x.fn = x.stack.Start(t, "ExportFunction", lambdatest.Build(t, "./functions/export"), lambdatest.Options{
 		Timeout: timeout, Env: vars,
 	})
 	// Its continuations (self-invocations) go through the stack's Invoke
 	// API stand-in, with the function's own role.
-	x.invokeAPI = st.Invoke
-	st.Invoke.Register(st.FunctionName("export"), x.fn.Function)
-	return x
+	x.invokeAPI = x.stack.Invoke
+	x.stack.Invoke.Register(x.stack.FunctionName("export"), x.fn.Function)
 }
 
 // invoke runs the function and decodes its answer; it fails the test when
@@ -171,6 +193,26 @@ func (x *e2e) job(t *testing.T, id string) *ledger.Job {
 // want, each record once, with a manifest that describes its one part.
 func (x *e2e) checkPartition(t *testing.T, object, partition string, want []string) exporter.Manifest {
 	t.Helper()
+	m, data, got := x.readPartition(t, object, partition)
+	slices.Sort(got)
+	want = slices.Clone(want)
+	slices.Sort(want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("records of %s/%s (-want +got):\n%s", object, partition, diff)
+	}
+	sum := sha256.Sum256(data)
+	if m.Records != int64(len(want)) || m.Bytes != int64(len(data)) || m.SHA256 != hex.EncodeToString(sum[:]) ||
+		m.Object != object || m.Partition != partition || m.Format != "jsonl.gz" || m.Version != 1 || !m.Complete {
+		t.Errorf("manifest = %+v, want %d records in %d bytes", m, len(want), len(data))
+	}
+	return m
+}
+
+// readPartition checks that a partition is published (_SUCCESS, a
+// manifest, exactly the one part the manifest names) and returns its
+// manifest, the part as stored and its lines, in order.
+func (x *e2e) readPartition(t *testing.T, object, partition string) (exporter.Manifest, []byte, []string) {
+	t.Helper()
 	prefix := "exports/" + object + "/" + partition + "/"
 	if _, ok := x.read(t, prefix+"_SUCCESS"); !ok {
 		t.Fatalf("%s_SUCCESS missing; keys: %v", prefix, awstest.Keys(t, x.bucket, "exports/"))
@@ -201,19 +243,7 @@ func (x *e2e) checkPartition(t *testing.T, object, partition string, want []stri
 	if err != nil {
 		t.Fatalf("gunzip part: %v", err)
 	}
-	got := strings.Split(strings.TrimSuffix(string(plain), "\n"), "\n")
-	slices.Sort(got)
-	want = slices.Clone(want)
-	slices.Sort(want)
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("records of %s (-want +got):\n%s", prefix, diff)
-	}
-	sum := sha256.Sum256(data)
-	if m.Records != int64(len(want)) || m.Bytes != int64(len(data)) || m.SHA256 != hex.EncodeToString(sum[:]) ||
-		m.Object != object || m.Partition != partition || m.Format != "jsonl.gz" || m.Version != 1 || !m.Complete {
-		t.Errorf("manifest = %+v, want %d records in %d bytes", m, len(want), len(data))
-	}
-	return m
+	return m, data, strings.Split(strings.TrimSuffix(string(plain), "\n"), "\n")
 }
 
 // logLines returns the function's JSON log lines (the emulator's own lines

@@ -24,7 +24,7 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "defaults",
 			env:  base,
-			want: config{Common: lambdaenv.Common{Backend: "ce", MixpanelRegion: "US", CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: base["CE_SECRET_ID"], Bucket: base["DATA_BUCKET"], LogLevel: slog.LevelInfo}, ChunkRecords: 50000},
+			want: config{Common: lambdaenv.Common{Backend: "ce", MixpanelRegion: "US", MixpanelConcurrency: 10, CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: base["CE_SECRET_ID"], Bucket: base["DATA_BUCKET"], LogLevel: slog.LevelInfo}, ChunkRecords: 50000},
 		},
 		{
 			name: "everything set",
@@ -32,7 +32,7 @@ func TestLoadConfig(t *testing.T) {
 				"CE_BASE_URL": "http://127.0.0.1:8090/elements/api-v2", "CALLBACK_URL": "https://api.example.com/callbacks/ce",
 				"IMPORT_CHUNK_RECORDS": "2000", "LOG_LEVEL": "debug",
 			}),
-			want: config{Common: lambdaenv.Common{Backend: "ce", MixpanelRegion: "US", CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: base["CE_SECRET_ID"], Bucket: base["DATA_BUCKET"], LogLevel: slog.LevelDebug}, CallbackURL: "https://api.example.com/callbacks/ce", ChunkRecords: 2000},
+			want: config{Common: lambdaenv.Common{Backend: "ce", MixpanelRegion: "US", MixpanelConcurrency: 10, CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: base["CE_SECRET_ID"], Bucket: base["DATA_BUCKET"], LogLevel: slog.LevelDebug}, CallbackURL: "https://api.example.com/callbacks/ce", ChunkRecords: 2000},
 		},
 		{
 			name: "mixpanel backend: no callbacks",
@@ -40,7 +40,7 @@ func TestLoadConfig(t *testing.T) {
 				"BACKEND": "mixpanel", "MIXPANEL_REGION": "EU", "MIXPANEL_BASE_URL": "http://127.0.0.1:8091",
 				"CALLBACK_URL": "https://api.example.com/callbacks/ce",
 			}),
-			want: config{Common: lambdaenv.Common{Backend: "mixpanel", MixpanelRegion: "EU", MixpanelBaseURL: "http://127.0.0.1:8091", CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: base["CE_SECRET_ID"], Bucket: base["DATA_BUCKET"], LogLevel: slog.LevelInfo}, ChunkRecords: 50000},
+			want: config{Common: lambdaenv.Common{Backend: "mixpanel", MixpanelRegion: "EU", MixpanelConcurrency: 10, MixpanelBaseURL: "http://127.0.0.1:8091", CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: base["CE_SECRET_ID"], Bucket: base["DATA_BUCKET"], LogLevel: slog.LevelInfo}, ChunkRecords: 50000},
 		},
 		{
 			name:    "every problem at once",

@@ -43,11 +43,11 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 	if err != nil {
 		return nil, err
 	}
-	c, err := lambdaenv.NewClients(ctx, cfg.Common)
+	c, err := lambdaenv.NewClients(cfg.Common, getenv)
 	if err != nil {
 		return nil, err
 	}
-	self := selfInvoker{api: awsenv.AsyncInvoker{API: awsenv.Lambda(c.AWS)}, name: lambdacontext.FunctionName}
+	self := selfInvoker{api: awsenv.NewAsyncInvoker(c.AWS), name: lambdacontext.FunctionName}
 	imp := importer.New(importer.Config{
 		Bucket:       cfg.Bucket,
 		ChunkRecords: cfg.ChunkRecords,

@@ -21,9 +21,9 @@ func TestLoadConfig(t *testing.T) {
 		want    config
 		wantErr []string
 	}{
-		{name: "full", env: full, want: config{Common: lambdaenv.Common{Backend: "ce", MixpanelRegion: "US", CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelDebug}, ExportFunction: "cebulk-export", ImportFunction: "cebulk-import", MaxExportDays: 7}},
+		{name: "full", env: full, want: config{Common: lambdaenv.Common{Backend: "ce", MixpanelRegion: "US", MixpanelConcurrency: 10, CEBaseURL: "http://127.0.0.1:8090/elements/api-v2", SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "data", LogLevel: slog.LevelDebug}, ExportFunction: "cebulk-export", ImportFunction: "cebulk-import", MaxExportDays: 7}},
 		{name: "defaults", env: map[string]string{"CE_SECRET_ID": "s", "DATA_BUCKET": "d", "EXPORT_FUNCTION_NAME": "e", "IMPORT_FUNCTION_NAME": "i"},
-			want: config{Common: lambdaenv.Common{Backend: "ce", MixpanelRegion: "US", CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: "s", Bucket: "d"}, ExportFunction: "e", ImportFunction: "i", MaxExportDays: 1096}},
+			want: config{Common: lambdaenv.Common{Backend: "ce", MixpanelRegion: "US", MixpanelConcurrency: 10, CEBaseURL: "https://api.cloud-elements.com/elements/api-v2", SecretID: "s", Bucket: "d"}, ExportFunction: "e", ImportFunction: "i", MaxExportDays: 1096}},
 		{name: "everything wrong at once", env: map[string]string{"LOG_LEVEL": "loud", "EXPORT_MAX_DAYS": "many"},
 			wantErr: []string{"CE_SECRET_ID is required", "DATA_BUCKET is required", "EXPORT_FUNCTION_NAME is required", "IMPORT_FUNCTION_NAME is required", "LOG_LEVEL", "EXPORT_MAX_DAYS"}},
 	} {

@@ -36,7 +36,7 @@ func newHandler(ctx context.Context, getenv func(string) string) (http.Handler, 
 	if err != nil {
 		return nil, err
 	}
-	c, err := lambdaenv.NewClients(ctx, cfg.Common)
+	c, err := lambdaenv.NewClients(cfg.Common, getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ func newHandler(ctx context.Context, getenv func(string) string) (http.Handler, 
 		Jobs:    c.Jobs,
 		CE:      c.CE,
 		Secrets: c.CE,
-		Invoker: awsenv.AsyncInvoker{API: awsenv.Lambda(c.AWS)},
+		Invoker: awsenv.NewAsyncInvoker(c.AWS),
 		Store:   c.Store,
 		Log:     c.Log,
 	}), nil

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/cebulk/cebulk/internal/awsenv"
+	"github.com/cebulk/cebulk/internal/awsenv/defaultchain"
 )
 
 // Required reports whether the stack must be present (set by make test).
@@ -46,9 +47,9 @@ func Endpoint(t testing.TB) string {
 func Config(t testing.TB) aws.Config {
 	t.Helper()
 	Endpoint(t)
-	cfg, err := awsenv.Load(context.Background())
+	cfg, err := defaultchain.Load(context.Background())
 	if err != nil {
-		t.Fatalf("awsenv.Load: %v", err)
+		t.Fatalf("defaultchain.Load: %v", err)
 	}
 	return cfg
 }
@@ -59,7 +60,7 @@ func S3(t testing.TB) *s3.Client { t.Helper(); return awsenv.S3(Config(t)) }
 // SecretsManager returns a Secrets Manager client for the local stack.
 func SecretsManager(t testing.TB) *secretsmanager.Client {
 	t.Helper()
-	return awsenv.SecretsManager(Config(t))
+	return secretsmanager.NewFromConfig(Config(t))
 }
 
 // UniqueName returns prefix followed by a random suffix, valid as a bucket name.

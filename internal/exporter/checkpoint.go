@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -27,10 +28,13 @@ type checkpoint struct {
 	UploadID string          `json:"uploadId"`
 	Parts    []s3stream.Part `json:"parts,omitempty"`
 	// Source is the CE download's position after the last record in Parts.
-	Source      ce.Position `json:"source"`
-	Records     int64       `json:"records"`
-	OutOfWindow int64       `json:"outOfWindow"`
-	Bytes       int64       `json:"bytes"`
+	Source ce.Position `json:"source"`
+	// Seam names the last record in Parts: a resume reads it again first
+	// and starts over when it differs (the source changed).
+	Seam        *seam `json:"seam,omitempty"`
+	Records     int64 `json:"records"`
+	OutOfWindow int64 `json:"outOfWindow"`
+	Bytes       int64 `json:"bytes"`
 	// SHA256 is the marshalled state (encoding.BinaryMarshaler) of the
 	// SHA-256 of Parts' bytes.
 	SHA256 []byte `json:"sha256State,omitempty"`
@@ -136,6 +140,12 @@ type exportRun struct {
 // side; it is written back if the replacement fails before its manifest is
 // written.
 func (e *Exporter) export(workCtx, ctx context.Context, h *held, st *ce.Job) (exportRun, error) {
+	return e.exportFrom(workCtx, ctx, h, st, false)
+}
+
+// exportFrom is export; restarted is set when the checkpoint was dropped
+// because the source changed under it.
+func (e *Exporter) exportFrom(workCtx, ctx context.Context, h *held, st *ce.Job, restarted bool) (exportRun, error) {
 	var out exportRun
 	t0 := time.Now()
 	job := h.job
@@ -169,11 +179,39 @@ func (e *Exporter) export(workCtx, ctx context.Context, h *held, st *ce.Job) (ex
 		}
 	}
 	var rng ce.RangeResult
-	body, err := e.ce.Download(workCtx, job.CEJobID, job.Object, ce.WithOffset(cp.Source.Offset, &rng))
+	from := cp.Source
+	if cp.Seam != nil {
+		from = cp.Seam.At // read the last record kept again, to check it
+	}
+	body, err := e.ce.Download(workCtx, job.CEJobID, job.Object, ce.WithOffset(from.Offset, &rng))
 	if err != nil {
 		return out, fmt.Errorf("download: %w", err)
 	}
 	defer body.Close()
+	in := &countingReader{r: body}
+	rr := ce.ResumeRecordReader(in, from)
+	if cp.Seam != nil {
+		rec, err := rr.NextView()
+		if err != nil && !errors.Is(err, io.EOF) {
+			return out, fmt.Errorf("download: read the checkpoint's last record again: %w", err)
+		}
+		if err != nil || !cp.Seam.matches(rec) || rr.Position() != cp.Source {
+			// The source is not the one the parts were cut from (a live
+			// export that changed, a file served differently): what
+			// follows cannot be joined to them. Start the day over.
+			body.Close()
+			e.logJob(ctx, slog.LevelWarn, "the source changed under the collect's checkpoint: starting over", job,
+				slog.Int64("offset", cp.Source.Offset), slog.Int("parts", len(cp.Parts)), slog.Bool("ranged", rng.Ranged))
+			if err := e.checkpoint(ctx, h, nil); err != nil {
+				return out, err
+			}
+			e.dropUpload(ctx, job, cp)
+			if restarted {
+				return out, errors.New("the source changed under the checkpoint twice in one collect")
+			}
+			return e.exportFrom(workCtx, ctx, h, st, true)
+		}
+	}
 	if cp.Source.Offset > 0 {
 		if rng.Ranged {
 			cp.Ranged++
@@ -189,8 +227,6 @@ func (e *Exporter) export(workCtx, ctx context.Context, h *held, st *ce.Job) (ex
 		records: cp.Records, outOfWindow: cp.OutOfWindow, bytes: cp.Bytes,
 		sum: sum,
 	}
-	in := &countingReader{r: body}
-	rr := ce.ResumeRecordReader(in, cp.Source)
 	var last s3stream.Part
 	encErr := enc.run(ctx, rr, in, func(data []byte, at cut) error {
 		part, err := e.store.UploadPart(ctx, e.cfg.Bucket, key, cp.UploadID, int32(len(cp.Parts)+1), data)
@@ -205,7 +241,7 @@ func (e *Exporter) export(workCtx, ctx context.Context, h *held, st *ce.Job) (ex
 		}
 		next := *cp
 		next.Parts = append(append([]s3stream.Part(nil), cp.Parts...), part)
-		next.Source = at.pos
+		next.Source, next.Seam = at.pos, at.seam
 		next.Records, next.OutOfWindow, next.Bytes, next.SHA256 = at.records, at.outOfWindow, at.bytes, at.sum
 		if err := e.checkpoint(ctx, h, &next); err != nil {
 			return err

@@ -168,3 +168,84 @@ func TestAbandonedUploadIsAborted(t *testing.T) {
 		})
 	}
 }
+
+// lateRecord is a CE whose downloads, from the first one asked from an
+// offset on, hold one more record at the start: a source that changed
+// under a checkpoint (a live export asked again after a late event). It
+// serves no ranges: it downloads from the start and skips, as a backend
+// without ranges does.
+type lateRecord struct {
+	CE
+	extra   string
+	mu      sync.Mutex
+	changed bool
+}
+
+func (l *lateRecord) Download(ctx context.Context, id, object string, opts ...ce.DownloadOption) (io.ReadCloser, error) {
+	set := ce.ReadDownloadOptions(opts...)
+	l.mu.Lock()
+	if set.Offset > 0 {
+		l.changed = true
+	}
+	changed := l.changed
+	l.mu.Unlock()
+	body, err := l.CE.Download(ctx, id, object, ce.WithAccept(set.Accept))
+	if err != nil || !changed {
+		if err == nil && set.Offset > 0 {
+			_, err = io.CopyN(io.Discard, body, set.Offset)
+		}
+		return body, err
+	}
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(body, first); err != nil {
+		return nil, err
+	}
+	var head string
+	if first[0] == '[' {
+		head = "[" + l.extra + ","
+	} else {
+		head = l.extra + "\n" + string(first)
+	}
+	r := io.MultiReader(strings.NewReader(head), body)
+	if _, err := io.CopyN(io.Discard, r, set.Offset); err != nil {
+		return nil, err
+	}
+	if set.Ranges != nil {
+		set.Ranges.Ranged = false
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{r, body}, nil
+}
+
+// TestResumeStartsOverWhenTheSourceChanged: a resume that finds the
+// checkpoint's last record changed (the source shifted under it) drops the
+// checkpoint and collects the day again from the start, so no record is
+// lost or doubled at the seam.
+func TestResumeStartsOverWhenTheSourceChanged(t *testing.T) {
+	e := newEnv(t, cetest.Options{}, Config{})
+	id, want := partialCollect(t, e)
+	extra := strings.Replace(want[0], `"distinct_id":"`, `"distinct_id":"late-`, 1)
+	if extra == want[0] {
+		t.Fatalf("cannot make a late record from %s", want[0])
+	}
+	ex := e.exporter(&lateRecord{CE: e.client, extra: extra}, nil)
+	res, err := ex.Collect(t.Context(), id)
+	if err != nil || res.Outcome != OutcomeCollected {
+		t.Fatalf("Collect = %+v, %v; want collected", res, err)
+	}
+	e.checkPartition(t, "activities", "dt="+e.day(-1), append([]string{extra}, want...))
+	started := false
+	for _, l := range e.logs.lines(t) {
+		if l["msg"] == "the source changed under the collect's checkpoint: starting over" && l["jobId"] == id {
+			started = true
+		}
+	}
+	if !started {
+		t.Error("no start-over logged")
+	}
+	if n := e.multipartUploads(t); n != 0 {
+		t.Errorf("%d multipart uploads left behind", n)
+	}
+}

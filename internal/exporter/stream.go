@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash"
@@ -73,6 +74,7 @@ type encoder struct {
 // reproduces exactly the output that follows.
 type cut struct {
 	pos                         ce.Position
+	seam                        *seam // the last record before pos
 	records, outOfWindow, bytes int64
 	sum                         []byte // marshalled SHA-256 state
 	last                        bool   // the final part
@@ -240,8 +242,17 @@ func (c *encoder) produce(ctx context.Context, rr *ce.RecordReader, in *counting
 			return false
 		}
 	}
+	// lastAt is where the record last read began, lastRec that record
+	// (a view, valid until the next read).
+	var (
+		lastAt  ce.Position
+		lastRec []byte
+	)
 	send := func(last bool) bool {
 		b.at = cut{pos: rr.Position(), records: c.records, outOfWindow: c.outOfWindow, last: last}
+		if !last && lastRec != nil {
+			b.at.seam = newSeam(lastAt, lastRec)
+		}
 		work <- b
 		order <- b
 		b = nil
@@ -251,7 +262,9 @@ func (c *encoder) produce(ctx context.Context, rr *ce.RecordReader, in *counting
 		return context.Cause(ctx)
 	}
 	for {
+		lastAt = rr.Position()
 		rec, err := rr.NextView()
+		lastRec = rec
 		if err == io.EOF {
 			break
 		}
@@ -499,4 +512,25 @@ func skipValue(b []byte, i int) int {
 		j++
 	}
 	return j
+}
+
+// seam identifies the record just before a checkpoint's source position:
+// where it starts and a hash of its bytes. A resume reads the source from
+// At and checks that the first record there is the same, which proves the
+// source did not change under the checkpoint (a download served again from
+// its start, a live export asked again) before anything after it is kept.
+type seam struct {
+	At   ce.Position `json:"at"`
+	Hash string      `json:"sha256"`
+}
+
+func newSeam(at ce.Position, rec []byte) *seam {
+	h := sha256.Sum256(rec)
+	return &seam{At: at, Hash: hex.EncodeToString(h[:])}
+}
+
+// matches reports whether rec, read from s.At, is the record s names.
+func (s *seam) matches(rec []byte) bool {
+	h := sha256.Sum256(rec)
+	return hex.EncodeToString(h[:]) == s.Hash
 }

@@ -488,14 +488,22 @@ func classifyUpload(err error, cr *chunkReader) uploadOutcome {
 	if err == nil {
 		return uploadSent
 	}
-	if cr.stopped && !cr.delivered {
-		return uploadStopped
-	}
 	var re interface{ Resendable() bool }
-	if errors.As(err, &re) && re.Resendable() {
+	if errors.As(err, &re) {
+		if !re.Resendable() {
+			// The backend says part of the chunk was applied and sending
+			// it again could apply it twice, however far the body got.
+			return uploadAmbiguous
+		}
+		if cr.stopped && !cr.delivered {
+			return uploadStopped
+		}
 		// The backend skips what it answered before: sending the chunk
 		// again cannot send a record twice.
 		return uploadNotSent
+	}
+	if cr.stopped && !cr.delivered {
+		return uploadStopped
 	}
 	var ae *ce.APIError
 	if errors.As(err, &ae) {

@@ -18,8 +18,8 @@ import (
 	"iter"
 	"log/slog"
 	"net/url"
-	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -42,6 +42,9 @@ const (
 	BackendMixpanel = "mixpanel" // Mixpanel's own APIs with a service account
 )
 
+// DefaultMixpanelConcurrency is MIXPANEL_CONCURRENCY's default.
+const DefaultMixpanelConcurrency = 10
+
 const DefaultCEBaseURL = "https://api.cloud-elements.com/elements/api-v2"
 
 // Common is the environment every function reads.
@@ -53,10 +56,14 @@ type Common struct {
 	// that one base (emulators, proxies). Used by the Mixpanel backend.
 	MixpanelRegion  mixpanel.Region
 	MixpanelBaseURL string
-	CEBaseURL       string     // CE_BASE_URL (DefaultCEBaseURL)
-	SecretID        string     // CE_SECRET_ID, required
-	Bucket          string     // DATA_BUCKET, required
-	LogLevel        slog.Level // LOG_LEVEL (info)
+	// MixpanelConcurrency is MIXPANEL_CONCURRENCY: the /import and /engage
+	// batches an import keeps in flight, 1–50 (DefaultMixpanelConcurrency;
+	// Mixpanel advises 10 to 20).
+	MixpanelConcurrency int
+	CEBaseURL           string     // CE_BASE_URL (DefaultCEBaseURL)
+	SecretID            string     // CE_SECRET_ID, required
+	Bucket              string     // DATA_BUCKET, required
+	LogLevel            slog.Level // LOG_LEVEL (info)
 }
 
 // Problems collects configuration problems, so a function reports all of
@@ -76,9 +83,41 @@ func (p Problems) Err() error {
 	return errors.New("configuration: " + strings.Join(s, "; "))
 }
 
-// fullSecretARN matches a complete Secrets Manager secret ARN: the name is
-// followed by the hyphen and 6 characters Secrets Manager adds.
-var fullSecretARN = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$`)
+// fullSecretARN reports whether s is a complete Secrets Manager secret ARN
+// (arn:aws[a-z-]*:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX): the
+// name is followed by the hyphen and 6 characters Secrets Manager adds. A
+// plain check, not a regular expression compiled at initialisation: that
+// cost 184 allocations of every cold start.
+func fullSecretARN(s string) bool {
+	f := strings.Split(s, ":")
+	if len(f) != 7 || f[0] != "arn" || f[2] != "secretsmanager" || f[5] != "secret" {
+		return false
+	}
+	partition, ok := strings.CutPrefix(f[1], "aws")
+	if !ok || !onlyBytes(partition, func(c byte) bool { return c >= 'a' && c <= 'z' || c == '-' }) {
+		return false
+	}
+	if f[3] == "" || !onlyBytes(f[3], func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' }) {
+		return false
+	}
+	if len(f[4]) != 12 || !onlyBytes(f[4], func(c byte) bool { return c >= '0' && c <= '9' }) {
+		return false
+	}
+	name := f[6]
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+	return len(name) >= 8 && name[len(name)-7] == '-' && onlyBytes(name[len(name)-6:], alnum) &&
+		onlyBytes(name, func(c byte) bool { return alnum(c) || strings.IndexByte("/_+=.@-", c) >= 0 })
+}
+
+// onlyBytes reports whether every byte of s satisfies ok.
+func onlyBytes(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
 
 // ReadCommon reads the common variables, recording problems in p.
 func ReadCommon(getenv func(string) string, p *Problems) Common {
@@ -97,7 +136,7 @@ func ReadCommon(getenv func(string) string, p *Problems) Common {
 	switch {
 	case c.SecretID == "":
 		p.Addf("CE_SECRET_ID is required")
-	case strings.HasPrefix(c.SecretID, "arn:") && !fullSecretARN.MatchString(c.SecretID):
+	case strings.HasPrefix(c.SecretID, "arn:") && !fullSecretARN(c.SecretID):
 		p.Addf("CE_SECRET_ID=%q is not a full secret ARN: give the ARN with the 6-character suffix Secrets Manager adds (…:secret:NAME-AbCdEf), or the secret's name; a partial ARN matches no IAM policy", c.SecretID)
 	}
 	if c.Bucket == "" {
@@ -115,6 +154,14 @@ func ReadCommon(getenv func(string) string, p *Problems) Common {
 		p.Addf("MIXPANEL_REGION=%q: want US, EU or IN", getenv("MIXPANEL_REGION"))
 	}
 	c.MixpanelRegion = region
+	c.MixpanelConcurrency = DefaultMixpanelConcurrency
+	if v := getenv("MIXPANEL_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 50 {
+			p.Addf("MIXPANEL_CONCURRENCY=%q: want a whole number from 1 to 50", v)
+		}
+		c.MixpanelConcurrency = n
+	}
 	if c.MixpanelBaseURL != "" && !AbsoluteHTTP(c.MixpanelBaseURL) {
 		p.Addf("MIXPANEL_BASE_URL=%q: want an absolute http or https URL", c.MixpanelBaseURL)
 	}
@@ -144,28 +191,31 @@ type Clients struct {
 	Mixpanel *mpdirect.Client
 }
 
-// NewClients builds the clients with Lambda's JSON logger at c.LogLevel,
-// which also becomes slog's default; nothing is called over the network yet
-// (the secret is read on the first CE call).
-func NewClients(ctx context.Context, c Common) (*Clients, error) {
+// NewClients builds a function's clients with Lambda's JSON logger at
+// c.LogLevel, which also becomes slog's default, and the AWS configuration
+// Lambda's environment gives (awsenv.FromEnv: not the SDK's config package,
+// whose initialisation alone costs a third of a cold start); nothing is
+// called over the network yet (the secret is read on the first CE call).
+func NewClients(c Common, getenv func(string) string) (*Clients, error) {
 	log := logging.New(c.LogLevel)
 	slog.SetDefault(log)
-	return Build(ctx, c, log)
-}
-
-// Build builds the clients with the given logger (the operator CLI logs as
-// text to stderr) and leaves slog's default alone.
-func Build(ctx context.Context, c Common, log *slog.Logger) (*Clients, error) {
-	cfg, err := awsenv.Load(ctx)
+	cfg, err := awsenv.FromEnv(getenv)
 	if err != nil {
 		return nil, err
 	}
+	return Build(c, cfg, log), nil
+}
+
+// Build builds the clients on cfg with the given logger (the operator CLI
+// loads the SDK's default chain and logs as text to stderr) and leaves
+// slog's default alone.
+func Build(c Common, cfg aws.Config, log *slog.Logger) *Clients {
 	store := s3stream.New(awsenv.S3(cfg), s3stream.WithLogger(log))
 	need := secrets.NeedCE
 	if c.Backend == BackendMixpanel {
 		need = secrets.NeedMixpanel
 	}
-	loader := secrets.NewLoaderFor(awsenv.SecretsManager(cfg), c.SecretID, need)
+	loader := secrets.NewLoaderFor(awsenv.NewSecretReader(cfg), c.SecretID, need)
 	cl := &Clients{
 		Log:   log,
 		AWS:   cfg,
@@ -174,7 +224,7 @@ func Build(ctx context.Context, c Common, log *slog.Logger) (*Clients, error) {
 		CE:    ceclient.New(loader, c.CEBaseURL, ce.WithLogger(log)),
 	}
 	if c.Backend == BackendMixpanel {
-		opts := []mixpanel.Option{mixpanel.WithLogger(log)}
+		opts := []mixpanel.Option{mixpanel.WithLogger(log), mixpanel.WithConcurrency(max(c.MixpanelConcurrency, 1))}
 		if c.MixpanelRegion != "" {
 			opts = append(opts, mixpanel.WithRegion(c.MixpanelRegion))
 		}
@@ -183,7 +233,7 @@ func Build(ctx context.Context, c Common, log *slog.Logger) (*Clients, error) {
 		}
 		cl.Mixpanel = mpdirect.NewClient(loader, opts...)
 	}
-	return cl, nil
+	return cl
 }
 
 // ExportBackend is what the exporter reads records from

@@ -2,6 +2,7 @@ package lambdaenv
 
 import (
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -18,17 +19,17 @@ func TestReadCommon(t *testing.T) {
 		problems []string
 	}{
 		{name: "defaults", env: map[string]string{"CE_SECRET_ID": "s", "DATA_BUCKET": "b"},
-			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, CEBaseURL: DefaultCEBaseURL, SecretID: "s", Bucket: "b", LogLevel: slog.LevelInfo}},
+			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, MixpanelConcurrency: DefaultMixpanelConcurrency, CEBaseURL: DefaultCEBaseURL, SecretID: "s", Bucket: "b", LogLevel: slog.LevelInfo}},
 		{name: "all set", env: map[string]string{"CE_BASE_URL": "http://127.0.0.1:1/elements/api-v2", "CE_SECRET_ID": "s", "DATA_BUCKET": "b", "LOG_LEVEL": "WARN"},
-			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, CEBaseURL: "http://127.0.0.1:1/elements/api-v2", SecretID: "s", Bucket: "b", LogLevel: slog.LevelWarn}},
+			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, MixpanelConcurrency: DefaultMixpanelConcurrency, CEBaseURL: "http://127.0.0.1:1/elements/api-v2", SecretID: "s", Bucket: "b", LogLevel: slog.LevelWarn}},
 		{name: "secret by full ARN", env: map[string]string{"CE_SECRET_ID": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", "DATA_BUCKET": "b"},
-			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, CEBaseURL: DefaultCEBaseURL, SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "b", LogLevel: slog.LevelInfo}},
+			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, MixpanelConcurrency: DefaultMixpanelConcurrency, CEBaseURL: DefaultCEBaseURL, SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "b", LogLevel: slog.LevelInfo}},
 		{name: "secret by name", env: map[string]string{"CE_SECRET_ID": "team/cebulk-ce", "DATA_BUCKET": "b"},
-			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, CEBaseURL: DefaultCEBaseURL, SecretID: "team/cebulk-ce", Bucket: "b", LogLevel: slog.LevelInfo}},
-		{name: "mixpanel backend", env: map[string]string{"BACKEND": "mixpanel", "MIXPANEL_REGION": "eu", "MIXPANEL_BASE_URL": "http://127.0.0.1:9/mp", "CE_SECRET_ID": "s", "DATA_BUCKET": "b"},
-			want: Common{Backend: BackendMixpanel, MixpanelRegion: mixpanel.RegionEU, MixpanelBaseURL: "http://127.0.0.1:9/mp", CEBaseURL: DefaultCEBaseURL, SecretID: "s", Bucket: "b", LogLevel: slog.LevelInfo}},
-		{name: "unknown backend and region", env: map[string]string{"BACKEND": "segment", "MIXPANEL_REGION": "APAC", "MIXPANEL_BASE_URL": "mixpanel.internal", "CE_SECRET_ID": "s", "DATA_BUCKET": "b"},
-			problems: []string{`BACKEND="segment"`, `MIXPANEL_REGION="APAC"`, "MIXPANEL_BASE_URL"}},
+			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, MixpanelConcurrency: DefaultMixpanelConcurrency, CEBaseURL: DefaultCEBaseURL, SecretID: "team/cebulk-ce", Bucket: "b", LogLevel: slog.LevelInfo}},
+		{name: "mixpanel backend", env: map[string]string{"BACKEND": "mixpanel", "MIXPANEL_REGION": "eu", "MIXPANEL_CONCURRENCY": "20", "MIXPANEL_BASE_URL": "http://127.0.0.1:9/mp", "CE_SECRET_ID": "s", "DATA_BUCKET": "b"},
+			want: Common{Backend: BackendMixpanel, MixpanelRegion: mixpanel.RegionEU, MixpanelConcurrency: 20, MixpanelBaseURL: "http://127.0.0.1:9/mp", CEBaseURL: DefaultCEBaseURL, SecretID: "s", Bucket: "b", LogLevel: slog.LevelInfo}},
+		{name: "unknown backend and region", env: map[string]string{"BACKEND": "segment", "MIXPANEL_REGION": "APAC", "MIXPANEL_CONCURRENCY": "0", "MIXPANEL_BASE_URL": "mixpanel.internal", "CE_SECRET_ID": "s", "DATA_BUCKET": "b"},
+			problems: []string{`BACKEND="segment"`, `MIXPANEL_REGION="APAC"`, "MIXPANEL_CONCURRENCY", "MIXPANEL_BASE_URL"}},
 		{name: "partial secret ARN", env: map[string]string{"CE_SECRET_ID": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk", "DATA_BUCKET": "b"},
 			problems: []string{"is not a full secret ARN"}},
 		{name: "everything wrong", env: map[string]string{"CE_BASE_URL": "api.example.com", "LOG_LEVEL": "loud"},
@@ -66,5 +67,32 @@ func TestProblemsSorted(t *testing.T) {
 	}
 	if (Problems{}).Err() != nil {
 		t.Errorf("no problems gave an error")
+	}
+}
+
+// TestFullSecretARN checks the plain check against the regular expression
+// it replaced.
+func TestFullSecretARN(t *testing.T) {
+	oracle := regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$`)
+	base := "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk/ce-AbCdEf"
+	cases := []string{
+		base, "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:x-AbCdE1",
+		"arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:a_b+c=d.e@f-g-123456",
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:-AbCdEf", "arn:aws:secretsmanager:us-east-1:123456789012:secret:--AbCdE",
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk", "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-AbCdE",
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-AbCdEf:extra", "arn:aws:secretsmanager:us-east-1:12345678901:secret:c-AbCdEf",
+		"arn:aws:secretsmanager::123456789012:secret:c-AbCdEf", "arn:aws:secretsmanager:US-east-1:123456789012:secret:c-AbCdEf",
+		"arn:awsX:secretsmanager:us-east-1:123456789012:secret:c-AbCdEf", "arn:aw:secretsmanager:us-east-1:123456789012:secret:c-AbCdEf",
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:c d-AbCdEf", "arn:aws:secretsmanager:us-east-1:123456789012:secret:cé-AbCdEf",
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:c-AbCd_f", "arn:aws:ssm:us-east-1:123456789012:secret:c-AbCdEf",
+		"arn:aws:secretsmanager:us-east-1:123456789012:parameter:c-AbCdEf", "cebulk-ce", "",
+	}
+	for i := range base { // every truncation and every one-byte change
+		cases = append(cases, base[:i], base[:i]+"#"+base[i+1:], base[:i]+"-"+base[i+1:], base[:i]+":"+base[i+1:])
+	}
+	for _, s := range cases {
+		if got, want := fullSecretARN(s), oracle.MatchString(s); got != want {
+			t.Errorf("fullSecretARN(%q) = %v, want %v", s, got, want)
+		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cebulk/cebulk/internal/awsenv"
@@ -66,7 +65,8 @@ func (q *FailureQueue) Records(t testing.TB) []lambdalocal.DestinationRecord {
 
 // InvokeEvent queues payload for function at the Invoke API stand-in
 // served at endpoint, as an asynchronous invocation (InvocationType Event)
-// through the SDK, as S3, EventBridge or the webhook would.
+// with the functions' own signed request (awsenv.AsyncInvoker), as S3,
+// EventBridge or the webhook would.
 func InvokeEvent(t testing.TB, endpoint, function string, payload any) {
 	t.Helper()
 	b, ok := payload.([]byte)
@@ -76,12 +76,12 @@ func InvokeEvent(t testing.TB, endpoint, function string, payload any) {
 			t.Fatal(err)
 		}
 	}
-	client := lambda.New(lambda.Options{
+	invoker := awsenv.NewAsyncInvoker(aws.Config{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(endpoint),
 		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
 	})
-	if err := (awsenv.AsyncInvoker{API: client}).InvokeAsync(t.Context(), function, b); err != nil {
+	if err := invoker.InvokeAsync(t.Context(), function, b); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -15,7 +15,10 @@
 //     collect at once, and the sweeps collect what is left. Mixpanel does
 //     not serve byte ranges, so a collect resumed at an offset exports
 //     again and skips that many bytes (RangeResult.Ranged false), as the
-//     CE client does when CE ignores a range.
+//     CE client does when CE ignores a range. An export run again that
+//     ends before the offset changed (events deleted): Download answers
+//     ce.ErrNotFound (the job's result is gone) and the exporter starts
+//     the window again under a new job.
 //   - Import: Upload sends a chunk's JSON lines in batches (activities to
 //     /import in strict mode, profile updates to /engage), several in
 //     flight. Mixpanel answers every batch, so the chunk's outcome is known

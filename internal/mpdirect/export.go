@@ -113,7 +113,10 @@ func (x *Exports) Cancel(ctx context.Context, jobID string) error { return nil }
 
 // Download runs the job's export and streams its records as JSON lines.
 // With an offset (ce.WithOffset) the export runs again from its start and
-// its first offset bytes are skipped: Mixpanel serves no ranges.
+// its first offset bytes are skipped: Mixpanel serves no ranges. When the
+// export run again ends before offset, it is not the export the offset was
+// taken in, and Download fails with ce.ErrNotFound: the job's result is
+// gone, and the exporter starts the window again under a new job.
 func (x *Exports) Download(ctx context.Context, jobID, object string, opts ...ce.DownloadOption) (io.ReadCloser, error) {
 	q, err := parseJob(jobID)
 	if err != nil {
@@ -137,13 +140,39 @@ func (x *Exports) Download(ctx context.Context, jobID, object string, opts ...ce
 		set.Ranges.Ranged = false
 	}
 	if set.Offset > 0 {
-		if _, err := io.CopyN(io.Discard, body, set.Offset); err != nil {
+		rest, err := skipTo(body, set.Offset)
+		if err != nil {
 			body.Close()
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
+			if errors.Is(err, errChanged) {
+				// Resuming would splice two different exports: the job's
+				// result is gone, as a CE job's expired file is, and the
+				// exporter starts the window again under a new job.
+				return nil, fmt.Errorf("mixpanel backend: job %s: %w: %w", jobID, err, ce.ErrNotFound)
 			}
 			return nil, fmt.Errorf("mixpanel backend: skip to offset %d of the export again: %w", set.Offset, err)
 		}
+		return rest, nil
+	}
+	return body, nil
+}
+
+// errChanged reports a re-run export that is not the one an offset was
+// taken in.
+var errChanged = errors.New("the export changed since the offset was taken")
+
+// skipTo reads body up to offset and returns the rest. An export run again
+// that ends before offset is shorter than the one the offset was taken in
+// (events deleted, or a day served differently): it changed (errChanged),
+// and no later try of the same job can get past offset. A change that
+// leaves it long enough is for the caller to see (the exporter checks the
+// record before its checkpoint again).
+func skipTo(body io.ReadCloser, offset int64) (io.ReadCloser, error) {
+	n, err := io.CopyN(io.Discard, body, offset)
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: it ends at byte %d, before byte %d", errChanged, n, offset)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return body, nil
 }

@@ -39,6 +39,9 @@ type Imports struct {
 	c      *Client
 	store  stateStore
 	bucket string
+	// batchRecords bounds the records of a batch below Mixpanel's limit
+	// (tests); 0 means the limit.
+	batchRecords int
 }
 
 // NewImports returns the import backend; chunk state is kept in bucket.
@@ -59,6 +62,30 @@ func inSpans(spans []span, i int64) bool {
 		}
 	}
 	return false
+}
+
+// minus returns the parts of s outside every span of skip, in order. A
+// batch's [First, Last] covers the records skipped among its own (answered
+// by an earlier send, or of unknown outcome); only the rest were sent in it.
+func (s span) minus(skip []span) []span {
+	out := []span{s}
+	for _, k := range skip {
+		var next []span
+		for _, o := range out {
+			if k.Last < o.First || k.First > o.Last {
+				next = append(next, o)
+				continue
+			}
+			if k.First > o.First {
+				next = append(next, span{First: o.First, Last: k.First - 1})
+			}
+			if k.Last < o.Last {
+				next = append(next, span{First: k.Last + 1, Last: o.Last})
+			}
+		}
+		out = next
+	}
+	return out
 }
 
 // failure is a record Mixpanel (or the client, Local) refused.
@@ -168,6 +195,18 @@ func (e *ResendableError) Unwrap() error { return e.Err }
 // Resendable is true: see the importer's upload outcomes.
 func (e *ResendableError) Resendable() bool { return true }
 
+// UnsavedError reports profile batches Mixpanel answered whose progress
+// could not be saved: the chunk must not be sent again.
+type UnsavedError struct{ Err error }
+
+func (e *UnsavedError) Error() string {
+	return "mixpanel backend: profile batches were applied but their progress was not saved; not sent again: " + e.Err.Error()
+}
+func (e *UnsavedError) Unwrap() error { return e.Err }
+
+// Resendable is false: see the importer's upload outcomes.
+func (e *UnsavedError) Resendable() bool { return false }
+
 // Upload sends the chunk in r (JSON lines: events for activities, profile
 // updates for users) in batches, and returns its job, COMPLETED, once every
 // record was answered. opts.FileName names the chunk; callbacks are not
@@ -215,6 +254,10 @@ func (x *Imports) Upload(ctx context.Context, object string, r io.Reader, opts c
 		}
 	}
 
+	// skip is what earlier sends settled, read by the records iterator
+	// while onBatch (on the client's senders) adds to st.
+	skip := slices.Concat(st.Done, st.Unknown)
+	doneBefore, unknownBefore := len(st.Done), len(st.Unknown)
 	var readErr error
 	var total int64
 	records := func(yield func(mixpanel.Record, error) bool) {
@@ -227,7 +270,7 @@ func (x *Imports) Upload(ctx context.Context, object string, r io.Reader, opts c
 				i--
 				continue
 			}
-			if inSpans(st.Done, i) || inSpans(st.Unknown, i) {
+			if inSpans(skip, i) {
 				continue
 			}
 			if !yield(mixpanel.Record{Pos: i, Data: line}, nil) {
@@ -242,18 +285,17 @@ func (x *Imports) Upload(ctx context.Context, object string, r io.Reader, opts c
 		total = i
 	}
 	onBatch := func(b *mixpanel.BatchResult) error {
-		st.Done = append(st.Done, span{First: b.First, Last: b.Last})
+		st.Done = append(st.Done, span{First: b.First, Last: b.Last}.minus(skip)...)
 		st.Imported += b.Imported
 		for _, f := range b.Failed {
-			if f.Pos < 0 {
-				continue // Mixpanel named no record; counted below
-			}
-			st.Failures = append(st.Failures, failure{Index: f.Pos, Field: f.Field, Message: f.Message,
+			// A failure whose index Mixpanel did not give (or gave out of
+			// range) keeps Pos -1: counted, reported without an index.
+			st.Failures = append(st.Failures, failure{Index: max(f.Pos, -1), Field: f.Field, Message: f.Message,
 				InsertID: f.InsertID, DistinctID: f.DistinctID, Local: f.Local})
 		}
 		return nil
 	}
-	iopts := mixpanel.IngestOptions{OnBatch: onBatch}
+	iopts := mixpanel.IngestOptions{OnBatch: onBatch, MaxRecords: x.batchRecords}
 	if object == ObjectActivities {
 		_, err = cl.Import(ctx, iter.Seq2[mixpanel.Record, error](records), iopts)
 	} else {
@@ -263,20 +305,27 @@ func (x *Imports) Upload(ctx context.Context, object string, r io.Reader, opts c
 	for _, e := range flatten(err) {
 		var uo *mixpanel.UnknownOutcomeError
 		if errors.As(e, &be) && errors.As(be.Err, &uo) {
-			st.Unknown = append(st.Unknown, span{First: be.First, Last: be.Last})
+			st.Unknown = append(st.Unknown, span{First: be.First, Last: be.Last}.minus(skip)...)
 		}
 	}
 	if err == nil && readErr == nil {
 		st.Records, st.Complete = total, true
 		slices.SortFunc(st.Failures, func(a, b failure) int { return cmp.Compare(a.Index, b.Index) })
 	}
+	answered := len(st.Done) > doneBefore || len(st.Unknown) > unknownBefore
 	if serr := x.save(ctx, chunk, st); serr != nil {
-		if err == nil {
-			// Mixpanel has every record but the state is not saved: the
-			// answer is lost, as a CE upload's would be.
-			return nil, serr
+		if object == ObjectUsers && answered {
+			// Profile batches were applied in this send and nothing says
+			// so: sending the chunk again would apply them twice. Its
+			// outcome is lost, as a CE upload's whose answer was.
+			return nil, &UnsavedError{Err: errors.Join(err, serr)}
 		}
-		return nil, errors.Join(err, serr)
+		if err == nil {
+			// Mixpanel has every record but the state is not saved;
+			// events may be sent again (Mixpanel de-duplicates them).
+			return nil, &ResendableError{Err: serr}
+		}
+		return nil, &ResendableError{Err: errors.Join(err, serr)}
 	}
 	switch {
 	case readErr != nil:
@@ -328,7 +377,7 @@ func (x *Imports) Status(ctx context.Context, jobID string) (*ce.Job, error) {
 // recordError is one entry Errors yields, in the shape of a CE error page
 // entry: the record's index in its chunk, the field and Mixpanel's message.
 type recordError struct {
-	Index      int64  `json:"index"`
+	Index      *int64 `json:"index,omitempty"` // nil when Mixpanel named no record`
 	Field      string `json:"field,omitempty"`
 	Message    string `json:"message"`
 	InsertID   string `json:"$insert_id,omitempty"`
@@ -360,18 +409,27 @@ func (x *Imports) Errors(ctx context.Context, jobID string, pageSize int) iter.S
 			if f.Local {
 				src = "client"
 			}
-			all = append(all, recordError{Index: f.Index, Field: f.Field, Message: f.Message,
-				InsertID: f.InsertID, DistinctID: f.DistinctID, Source: src})
+			e := recordError{Field: f.Field, Message: f.Message, InsertID: f.InsertID, DistinctID: f.DistinctID, Source: src}
+			if f.Index >= 0 {
+				e.Index = &f.Index
+			}
+			all = append(all, e)
 		}
 		for _, u := range st.Unknown {
 			for i := u.First; i <= u.Last; i++ {
 				if !inSpans(st.Done, i) {
-					all = append(all, recordError{Index: i, Source: "unknown",
+					all = append(all, recordError{Index: &i, Source: "unknown",
 						Message: "profile update outcome unknown: its batch reached Mixpanel but the answer was lost; not sent again, because profile operations are not idempotent"})
 				}
 			}
 		}
-		slices.SortStableFunc(all, func(a, b recordError) int { return cmp.Compare(a.Index, b.Index) })
+		at := func(e recordError) int64 {
+			if e.Index == nil {
+				return -1
+			}
+			return *e.Index
+		}
+		slices.SortStableFunc(all, func(a, b recordError) int { return cmp.Compare(at(a), at(b)) })
 		for _, e := range all {
 			raw, err := json.Marshal(e)
 			if !yield(raw, err) || err != nil {

@@ -57,7 +57,10 @@ func (f function) arn() string {
 }
 
 // commonEnv is the environment every function gets (DESIGN.md §3).
-var commonEnv = []string{"CE_BASE_URL", "CE_SECRET_ID", "DATA_BUCKET", "LOG_LEVEL"}
+// commonEnv is DESIGN.md §3's common environment plus the backend switch
+// (BACKEND and the Mixpanel backend's settings; README "Configuration").
+var commonEnv = []string{"CE_BASE_URL", "CE_SECRET_ID", "DATA_BUCKET", "LOG_LEVEL",
+	"BACKEND", "MIXPANEL_REGION", "MIXPANEL_BASE_URL", "MIXPANEL_CONCURRENCY"}
 
 var (
 	exportFn  = function{"ExportFunction", "export", 900, 1024, []string{"CALLBACK_URL", "EXPORT_OBJECTS", "EXPORT_START", "EXPORT_TIMEZONE", "EXPORT_LAG", "EXPORT_MAX_JOBS", "EXPORT_QUERIES_PER_HOUR", "EXPORT_TIME_BASIS", "EXPORT_LOOKBACK"}}

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 )
 
 // Secret is the JSON document stored in Secrets Manager:
@@ -94,14 +92,15 @@ func ParseFor(doc string, need Need) (Secret, error) {
 	return s, nil
 }
 
-// getSecretValueAPI is the part of the Secrets Manager client we use.
-type getSecretValueAPI interface {
-	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+// secretStringAPI reads a secret's string value, nil when it has a binary
+// one (awsenv.SecretReader).
+type secretStringAPI interface {
+	GetSecretString(ctx context.Context, id string) (*string, error)
 }
 
 // Loader fetches and caches one secret.
 type Loader struct {
-	api      getSecretValueAPI
+	api      secretStringAPI
 	id       string
 	need     Need
 	minAge   time.Duration
@@ -113,11 +112,11 @@ type Loader struct {
 
 // NewLoader returns a Loader for the secret id (a name or an ARN), checked
 // for the CE backend's fields.
-func NewLoader(api getSecretValueAPI, id string) *Loader { return NewLoaderFor(api, id, NeedCE) }
+func NewLoader(api secretStringAPI, id string) *Loader { return NewLoaderFor(api, id, NeedCE) }
 
 // NewLoaderFor returns a Loader for the secret id, checked for the fields
 // need requires.
-func NewLoaderFor(api getSecretValueAPI, id string, need Need) *Loader {
+func NewLoaderFor(api secretStringAPI, id string, need Need) *Loader {
 	return &Loader{api: api, id: id, need: need, minAge: 30 * time.Second, now: time.Now}
 }
 
@@ -144,14 +143,14 @@ func (l *Loader) Refresh(ctx context.Context) (Secret, error) {
 }
 
 func (l *Loader) loadLocked(ctx context.Context) (Secret, error) {
-	out, err := l.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &l.id})
+	value, err := l.api.GetSecretString(ctx, l.id)
 	if err != nil {
 		return Secret{}, fmt.Errorf("read secret %s: %w", l.id, err)
 	}
-	if out.SecretString == nil {
+	if value == nil {
 		return Secret{}, fmt.Errorf("read secret %s: %w: no string value (binary secrets are not supported)", l.id, ErrInvalid)
 	}
-	s, err := ParseFor(*out.SecretString, l.need)
+	s, err := ParseFor(*value, l.need)
 	if err != nil {
 		return Secret{}, fmt.Errorf("read secret %s: %w", l.id, err)
 	}

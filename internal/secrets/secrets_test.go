@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/cebulk/cebulk/internal/awsenv"
 	"github.com/cebulk/cebulk/internal/awstest"
 )
 
@@ -72,9 +74,10 @@ type fakeSM struct {
 	value string
 }
 
-func (f *fakeSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+func (f *fakeSM) GetSecretString(ctx context.Context, id string) (*string, error) {
 	f.calls++
-	return &secretsmanager.GetSecretValueOutput{SecretString: &f.value}, nil
+	v := f.value
+	return &v, nil
 }
 
 func TestLoaderCachesAndRefreshes(t *testing.T) {
@@ -103,10 +106,11 @@ func TestLoaderCachesAndRefreshes(t *testing.T) {
 	}
 }
 
-// Against the local Secrets Manager (moto): by ARN, and a missing secret.
+// Against the local Secrets Manager (moto), through the functions' reader
+// (awsenv.SecretReader): by ARN, by name, a missing secret and a binary one.
 func TestLoaderOnLocalStack(t *testing.T) {
 	arn := awstest.NewSecret(t, `{"userSecret":"u","organizationSecret":"o","elementToken":"e","signatureKey":"k"}`)
-	sm := awstest.SecretsManager(t)
+	sm := awsenv.NewSecretReader(awstest.Config(t))
 	got, err := NewLoader(sm, arn).Get(t.Context())
 	if err != nil {
 		t.Fatalf("Get: %v", err)
@@ -114,7 +118,21 @@ func TestLoaderOnLocalStack(t *testing.T) {
 	if diff := cmp.Diff(Secret{UserSecret: "u", OrganizationSecret: "o", ElementToken: "e", SignatureKey: "k"}, got); diff != "" {
 		t.Errorf("Get mismatch (-want +got):\n%s", diff)
 	}
-	if _, err := NewLoader(sm, "cebulk-no-such-secret").Get(t.Context()); err == nil {
-		t.Errorf("Get(missing secret) = nil error")
+	name := arn[strings.LastIndex(arn, ":")+1 : len(arn)-7]
+	if got, err := NewLoader(sm, name).Get(t.Context()); err != nil || got.UserSecret != "u" {
+		t.Errorf("Get(by name %s) = %v, %v", name, got, err)
+	}
+	var apiErr *awsenv.APIError
+	if _, err := NewLoader(sm, "cebulk-no-such-secret").Get(t.Context()); !errors.As(err, &apiErr) || apiErr.Code != "ResourceNotFoundException" {
+		t.Errorf("Get(missing secret) = %v, want a ResourceNotFoundException", err)
+	}
+	bin, err := awstest.SecretsManager(t).CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{
+		Name: aws.String(awstest.UniqueName("cebulk-binary")), SecretBinary: []byte{0, 1, 2},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewLoader(sm, *bin.ARN).Get(t.Context()); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "binary") {
+		t.Errorf("Get(binary secret) = %v, want ErrInvalid naming binary secrets", err)
 	}
 }

@@ -61,11 +61,11 @@ func (h *handler) handle(ctx context.Context, req request) (response, error) {
 
 func main() {
 	log := lambdacontext.NewLogger()
-	cfg, err := awsenv.Load(context.Background())
+	cfg, err := awsenv.FromEnv(os.Getenv)
 	if err != nil {
 		log.Error("init", "err", err)
 		os.Exit(1)
 	}
-	h := &handler{s3: awsenv.S3(cfg), sm: awsenv.SecretsManager(cfg), log: log}
+	h := &handler{s3: awsenv.S3(cfg), sm: secretsmanager.NewFromConfig(cfg), log: log}
 	lambda.Start(h.handle)
 }

@@ -1,11 +1,12 @@
 // Command sdk is hello plus what every cebulk function does with the AWS
-// SDK before its first request: awsenv's configuration (the SDK's default
-// chain) and S3, Secrets Manager and Lambda clients, built and unused. It is
-// the cold-start floor of any function that uses the SDK as cebulk does.
+// SDK before its first request: awsenv.FromEnv's configuration, the S3
+// client, the secret reader and the Lambda invoker, built and unused. It
+// is the cold-start floor of any function that uses the SDK as cebulk does.
 package main
 
 import (
 	"context"
+	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
@@ -13,10 +14,10 @@ import (
 )
 
 func main() {
-	cfg, err := awsenv.Load(context.Background())
+	cfg, err := awsenv.FromEnv(os.Getenv)
 	if err != nil {
 		panic(err)
 	}
-	_, _, _ = awsenv.S3(cfg), awsenv.SecretsManager(cfg), awsenv.Lambda(cfg)
+	_, _, _ = awsenv.S3(cfg), awsenv.NewSecretReader(cfg), awsenv.NewAsyncInvoker(cfg)
 	lambda.Start(func(context.Context, map[string]any) (string, error) { return "hello", nil })
 }
