@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +37,8 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		verbose  = fs.Bool("v", false, "log every request to stderr")
 		interval = fs.Duration("tick", 250*time.Millisecond, "how often jobs are advanced and callbacks delivered")
 		api      = fs.String("api", "ce", "the API to emulate: ce (the Cloud Elements bulk API) or mixpanel (Mixpanel's export, engage query, /import and /engage)")
+		tlsCert  = fs.String("tls-cert", "", "serve HTTPS with this PEM certificate `file` (with -tls-key); empty: plain HTTP")
+		tlsKey   = fs.String("tls-key", "", "the PEM private key `file` of -tls-cert")
 		mp       = addMixpanelFlags(fs)
 	)
 	fs.Usage = func() {
@@ -59,6 +62,16 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return &usageError{errors.New("emulator: -days must be at least 1")}
 	case *delay < 0 || *interval <= 0:
 		return &usageError{errors.New("emulator: -completion-delay must not be negative and -tick must be positive")}
+	case (*tlsCert == "") != (*tlsKey == ""):
+		return &usageError{errors.New("emulator: -tls-cert and -tls-key go together")}
+	}
+	var tlsConf *tls.Config
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("emulator: -tls-cert/-tls-key: %v", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	if *api == "mixpanel" {
 		addrSet := false
@@ -71,7 +84,7 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return &usageError{err}
 	}
 	if *api == "mixpanel" {
-		return runMixpanelEmulator(ctx, mp, sampleSpec{addr: *addr, events: *events, users: *users, days: *days, seed: *seed, verbose: *verbose}, stdout, stderr)
+		return runMixpanelEmulator(ctx, mp, sampleSpec{addr: *addr, tls: tlsConf, events: *events, users: *users, days: *days, seed: *seed, verbose: *verbose}, stdout, stderr)
 	}
 
 	opts := cetest.Options{
@@ -92,23 +105,30 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 	fake.Start()
 	defer fake.Close()
-	return serveLoopback(ctx, *addr, fake, stdout, func(hostPort string) {
-		base := "http://" + hostPort + "/elements/api-v2"
+	return serveLoopback(ctx, *addr, tlsConf, fake, stdout, func(base string) {
+		base += "/elements/api-v2"
 		printBanner(stdout, base, fake.Credentials(), *sigKey, *events, *users, from, to, *delay, *format)
 	})
 }
 
-// serveLoopback serves h on addr until ctx ends, calling banner with the
-// bound host:port once listening.
-func serveLoopback(ctx context.Context, addr string, h http.Handler, stdout io.Writer, banner func(hostPort string)) error {
+// serveLoopback serves h on addr until ctx ends, over TLS when tlsConf is
+// not nil (HTTP/1.1 and HTTP/2, as Go's server offers them), calling banner
+// with the base URL (scheme://host:port) once listening.
+func serveLoopback(ctx context.Context, addr string, tlsConf *tls.Config, h http.Handler, stdout io.Writer, banner func(base string)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("emulator: %v", err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConf}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	banner(ln.Addr().String())
+	scheme := "http"
+	if tlsConf != nil {
+		scheme = "https"
+		go func() { served <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
+	banner(scheme + "://" + ln.Addr().String())
 
 	select {
 	case err := <-served:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -20,7 +21,7 @@ const defaultMixpanelAddr = "127.0.0.1:8381"
 type mixpanelFlags struct {
 	username, secret, projectID, token *string
 	timezone                           *string
-	legacy                             *bool
+	legacy, discard                    *bool
 	pageSize, hourly                   *int
 }
 
@@ -32,6 +33,7 @@ func addMixpanelFlags(fs *flag.FlagSet) mixpanelFlags {
 		token:     fs.String("mp-token", mptest.DefaultToken, "mixpanel: the project `token` /engage updates must carry"),
 		timezone:  fs.String("mp-timezone", "UTC", "mixpanel: the project's IANA `timezone` (used with -mp-legacy-time)"),
 		legacy:    fs.Bool("mp-legacy-time", false, "mixpanel: a project created before 2023: export dates and times in the project's timezone"),
+		discard:   fs.Bool("mp-discard-imports", false, "mixpanel: validate and count /import events without keeping them (for benchmarks; the export does not serve them)"),
 		pageSize:  fs.Int("mp-page-size", mptest.DefaultPageSize, "mixpanel: the engage query's page size"),
 		hourly:    fs.Int("mp-hourly-limit", mptest.DefaultHourlyLimit, "mixpanel: export and engage query calls allowed per rolling hour (negative: no limit)"),
 	}
@@ -40,6 +42,7 @@ func addMixpanelFlags(fs *flag.FlagSet) mixpanelFlags {
 // sampleSpec is what both emulators seed.
 type sampleSpec struct {
 	addr                string
+	tls                 *tls.Config // nil: plain HTTP
 	events, users, days int
 	seed                int64
 	verbose             bool
@@ -62,7 +65,7 @@ func runMixpanelEmulator(ctx context.Context, mp mixpanelFlags, spec sampleSpec,
 	opts := mptest.Options{
 		Username: *mp.username, Secret: *mp.secret, ProjectID: *mp.projectID, Token: *mp.token,
 		Timezone: zone, LegacyTime: *mp.legacy, PageSize: *mp.pageSize,
-		ExportPerHour: hourly, QueryPerHour: hourly,
+		ExportPerHour: hourly, QueryPerHour: hourly, DiscardImports: *mp.discard,
 	}
 	if spec.verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, nil))
@@ -73,9 +76,16 @@ func runMixpanelEmulator(ctx context.Context, mp mixpanelFlags, spec sampleSpec,
 	perDay := spec.events / spec.days
 	fake.SetGenerator(mptest.SampleEvents(spec.seed, perDay, spec.users, from, to))
 	fake.SeedProfiles(mptest.SampleProfiles(spec.seed, spec.users))
-	return serveLoopback(ctx, spec.addr, fake, stdout, func(hostPort string) {
-		printMixpanelBanner(stdout, "http://"+hostPort, fake.Options(), perDay*spec.days, spec.users, from, to)
+	err = serveLoopback(ctx, spec.addr, spec.tls, fake, stdout, func(base string) {
+		printMixpanelBanner(stdout, base, fake.Options(), perDay*spec.days, spec.users, from, to)
 	})
+	if err != nil {
+		return err
+	}
+	accepted, dupes, discarded := fake.ImportStats()
+	fmt.Fprintf(stdout, "cebulk emulator: /import accepted %d events (%d replaced an identical stored event, %d discarded unstored)\n",
+		accepted, dupes, discarded)
+	return nil
 }
 
 func printMixpanelBanner(w io.Writer, base string, o mptest.Options, events, users int, from, to time.Time) {
@@ -99,6 +109,9 @@ func printMixpanelBanner(w io.Writer, base string, o mptest.Options, events, use
 	fmt.Fprintf(w, "  activities:      %d events in [%s, %s)\n", events, from.Format(time.RFC3339), to.Format(time.RFC3339))
 	fmt.Fprintf(w, "  users:           %d profiles\n", users)
 	fmt.Fprintf(w, "  rate limits:     %s\n", limit)
+	if o.DiscardImports {
+		fmt.Fprintln(w, "  /import:         events are validated and counted, not kept (-mp-discard-imports)")
+	}
 	fmt.Fprintln(w, "try:")
 	q := url.Values{"project_id": {o.ProjectID}, "from_date": {day}, "to_date": {day}}
 	fmt.Fprintf(w, "  curl -sS --compressed -u '%s' '%s/api/2.0/export?%s'\n", sa, base, q.Encode())

@@ -22,6 +22,7 @@ type banner struct {
 	base, user, org, element, key string
 	from, to                      time.Time
 	text                          string
+	rest                          <-chan string // what the command printed after its banner, once it ended
 }
 
 var windowRE = regexp.MustCompile(`events in \[(\S+), (\S+)\)`)
@@ -86,7 +87,16 @@ func readBanner(t *testing.T, r io.Reader) banner {
 		}
 		if strings.HasPrefix(line, "Stop with") {
 			b.text = text.String()
-			go func() { _, _ = io.Copy(io.Discard, r) }()
+			rest := make(chan string, 1)
+			go func() {
+				var after strings.Builder
+				for sc.Scan() {
+					after.WriteString(sc.Text() + "\n")
+				}
+				_, _ = io.Copy(io.Discard, r)
+				rest <- after.String()
+			}()
+			b.rest = rest
 			return b
 		}
 	}
