@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/cebulk/cebulk/internal/lake"
+	"github.com/cebulk/cebulk/internal/lake/laketest"
 )
 
 // checkLake reads the demo's bucket copy with DuckDB, as Athena reads it
@@ -24,7 +25,7 @@ import (
 // summary and its rejects.
 func checkLake(t *testing.T, bucket string) {
 	t.Helper()
-	eng := lake.TestEngine(t)
+	eng := laketest.Engine(t)
 	for _, tb := range lake.Tables {
 		parts, err := lake.LocalPartitions(bucket, demoBucket, tb)
 		if err != nil {

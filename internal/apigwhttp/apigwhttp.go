@@ -13,7 +13,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"unicode/utf8"
@@ -76,9 +75,9 @@ func Handler(h http.Handler) func(context.Context, events.APIGatewayV2HTTPReques
 			return events.APIGatewayV2HTTPResponse{StatusCode: http.StatusBadRequest, Body: `{"error":"malformed request"}`,
 				Headers: map[string]string{"Content-Type": "application/json"}}, nil
 		}
-		rec := httptest.NewRecorder()
+		rec := newRecorder()
 		h.ServeHTTP(rec, req)
-		return Response(rec), nil
+		return rec.response(), nil
 	}
 }
 
@@ -124,11 +123,43 @@ func Request(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (*http.Requ
 	return req, nil
 }
 
-// Response converts a recorded answer to the response event.
-func Response(rec *httptest.ResponseRecorder) events.APIGatewayV2HTTPResponse {
-	res := events.APIGatewayV2HTTPResponse{StatusCode: rec.Code, Headers: map[string]string{}}
-	// Result's header includes the Content-Type net/http would sniff.
-	for k, vs := range rec.Result().Header {
+// recorder is the http.ResponseWriter a handler answers an event through
+// (net/http/httptest's recorder, without linking a test package into the
+// function).
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+	wrote  bool
+}
+
+func newRecorder() *recorder { return &recorder{header: http.Header{}, code: http.StatusOK} }
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(code int) {
+	if r.wrote {
+		return
+	}
+	r.wrote, r.code = true, code
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wrote {
+		// As httptest's recorder (and net/http) do when the first write
+		// comes before any WriteHeader: sniff the Content-Type.
+		if _, ok := r.header["Content-Type"]; !ok && r.header.Get("Transfer-Encoding") == "" {
+			r.header.Set("Content-Type", http.DetectContentType(b))
+		}
+		r.WriteHeader(http.StatusOK)
+	}
+	return r.body.Write(b)
+}
+
+// response converts the recorded answer to the response event.
+func (r *recorder) response() events.APIGatewayV2HTTPResponse {
+	res := events.APIGatewayV2HTTPResponse{StatusCode: r.code, Headers: map[string]string{}}
+	for k, vs := range r.header {
 		if len(vs) == 1 {
 			res.Headers[k] = vs[0]
 			continue
@@ -138,7 +169,7 @@ func Response(rec *httptest.ResponseRecorder) events.APIGatewayV2HTTPResponse {
 		}
 		res.MultiValueHeaders[k] = vs
 	}
-	b := rec.Body.Bytes()
+	b := r.body.Bytes()
 	if utf8.Valid(b) {
 		res.Body = string(b)
 	} else {

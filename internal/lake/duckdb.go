@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 )
 
 // DuckDBVersion is the @duckdb/node-api version `make lake-engine` installs
@@ -55,25 +54,6 @@ func FindEngine(dir string) (*Engine, error) {
 		return nil, fmt.Errorf("%w (no %s)", ErrNoEngine, dir)
 	}
 	return &Engine{node: node, module: dir}, nil
-}
-
-// TestEngine returns the engine for a test: it skips the test when none is
-// installed, and fails it under `make test` (CEBULK_STACK set), which
-// installs one.
-func TestEngine(t testing.TB) *Engine {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := FindEngine(wd)
-	if err != nil {
-		if os.Getenv("CEBULK_STACK") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	return e
 }
 
 // Result is a query's result: column names, DuckDB types and rows as JSON

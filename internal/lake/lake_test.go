@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/cebulk/cebulk/internal/lake"
+	"github.com/cebulk/cebulk/internal/lake/laketest"
 )
 
 func TestTablesCheck(t *testing.T) {
@@ -74,7 +75,7 @@ func gz(t *testing.T, s string) []byte {
 // typed struct pulled from it, numbers rendered as text in string columns,
 // symlink tables read through their symlink files.
 func TestDuckDB(t *testing.T) {
-	eng := lake.TestEngine(t)
+	eng := laketest.Engine(t)
 	dir := t.TempDir()
 	const bucket = "b"
 	part := filepath.Join(dir, "exports", "activities", "dt=2026-11-25")

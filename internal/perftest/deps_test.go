@@ -20,6 +20,10 @@ var heavySDKPackages = []string{
 	"github.com/aws/aws-sdk-go-v2/service/sso",
 	"github.com/aws/aws-sdk-go-v2/service/ssooidc",
 	"github.com/aws/aws-sdk-go-v2/service/sts",
+	// Test packages: testing registers its flags at initialisation and
+	// httptest one of its own.
+	"testing",
+	"net/http/httptest",
 }
 
 // TestFunctionsLinkNoSDKConfig checks that no function links a package of
