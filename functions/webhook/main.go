@@ -45,6 +45,7 @@ func newHandler(ctx context.Context, getenv func(string) string) (http.Handler, 
 		ExportFunction: cfg.ExportFunction,
 		ImportFunction: cfg.ImportFunction,
 		MaxExportDays:  cfg.MaxExportDays,
+		NoCallbacks:    cfg.Backend == lambdaenv.BackendMixpanel,
 	}, webhook.Deps{
 		Jobs:    c.Jobs,
 		CE:      c.CE,

@@ -44,6 +44,10 @@ func (s *server) ownerAction(j *ledger.Job) (action, function string) {
 
 func (s *server) callback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if s.cfg.NoCallbacks {
+		s.fail(w, r, http.StatusNotFound, "no CE callbacks: this stack runs BACKEND=mixpanel, whose APIs answer synchronously")
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError

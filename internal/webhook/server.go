@@ -65,6 +65,10 @@ type Config struct {
 	MaxExportDays  int    // the longest backfill /exports accepts (exporter.MaxRunDays, three years)
 	CETimeout      time.Duration
 	Now            func() time.Time
+	// NoCallbacks is set with a backend that never calls back (Mixpanel's
+	// APIs answer synchronously): /callbacks/ce answers 404 without reading
+	// the secret, which holds no CE credentials then.
+	NoCallbacks bool
 }
 
 // Deps are the server's collaborators.

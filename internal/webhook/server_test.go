@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/cebulk/cebulk/internal/apigwhttp"
 	"github.com/cebulk/cebulk/internal/ledger"
+	"github.com/cebulk/cebulk/internal/secrets"
 	"github.com/cebulk/cebulk/pkg/ce"
 )
 
@@ -367,4 +369,29 @@ func TestJobsAndHealth(t *testing.T) {
 		}
 	}
 	_ = io.Discard
+}
+
+// With a backend that never calls back, a callback is refused before the
+// secret is read and changes nothing.
+func TestCallbackWithoutCallbacks(t *testing.T) {
+	jobs := newFakeJobs(pendingJob("export-activities-2026-11-25", "export"))
+	invoker := &fakeInvoker{}
+	srv := NewServer(Config{Bucket: "data", ExportFunction: "cebulk-export", ImportFunction: "cebulk-import", NoCallbacks: true},
+		Deps{Jobs: jobs, CE: &fakeCE{status: ce.StatusCompleted}, Secrets: failingSecrets{}, Invoker: invoker, Store: newFakeStore(), Log: slog.New(slog.DiscardHandler)})
+	req := httptest.NewRequest(http.MethodPost, "/callbacks/ce?job=export-activities-2026-11-25&token="+testToken, bytes.NewReader(fixture(t, "bulk-completed.json")))
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "BACKEND=mixpanel") {
+		t.Errorf("callback = %d %s; want 404 naming the backend", rec.Code, rec.Body)
+	}
+	if len(invoker.calls) != 0 {
+		t.Errorf("invocations %v; want none", invoker.calls)
+	}
+}
+
+// failingSecrets fails the test's purpose if read.
+type failingSecrets struct{}
+
+func (failingSecrets) Secret(context.Context) (secrets.Secret, error) {
+	return secrets.Secret{}, errors.New("the secret was read")
 }
