@@ -117,7 +117,9 @@
 // ([Options.ExportPerHour], [Options.QueryPerHour], 60 by default) and the
 // export 3 per second; at most [Options.ExportConcurrency] (100) exports
 // and [Options.QueryConcurrency] (5) engage queries run at once (a call
-// refused for that is not counted); beyond any of these, 429. [Fake.Fail] injects a status (429,
+// refused for that is not counted); /import and /engage together accept
+// [Options.IngestBytesPerMinute] uncompressed body bytes per rolling minute
+// (Mixpanel's 2 GB); beyond any of these, 429. [Fake.Fail] injects a status (429,
 // 5xx, …), with or without Retry-After, for a number of calls or until an
 // instant, and a Delay that holds the answer (a timeout); [Fake.FailNext]
 // is the one-call form; [Fake.CutNextExport] cuts an export's connection

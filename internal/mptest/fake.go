@@ -97,6 +97,11 @@ type Options struct {
 	// engage queries may run at once (defaults 100 and 5, as documented);
 	// one more is answered 429 and not counted towards the hourly limit.
 	ExportConcurrency, QueryConcurrency int
+	// IngestBytesPerMinute is the project's ingestion limit: uncompressed
+	// bytes of /import and /engage bodies accepted per rolling minute
+	// (default DefaultIngestBytesPerMinute, Mixpanel's 2 GB); a body that
+	// would pass it is answered 429 and not counted. Negative: no limit.
+	IngestBytesPerMinute int64
 	// MaxImportBytes is the largest uncompressed /import body (default
 	// MaxImportBytes); a bigger one is answered 413.
 	MaxImportBytes int64
@@ -131,6 +136,7 @@ type Fake struct {
 	faults    []*fault
 	cuts      []int64
 	windows   map[Route][]time.Time // start times of counted calls, oldest first
+	ingested  []ingestMark          // bodies accepted by /import and /engage in the last minute, oldest first
 	inflight  map[Route]int
 	imported  int64 // events accepted by /import, duplicates included
 	dupes     int64 // events that replaced an identical stored event
@@ -322,6 +328,7 @@ func (f *Fake) Reset() {
 	f.faults = nil
 	f.cuts = nil
 	f.windows = map[Route][]time.Time{}
+	f.ingested = nil
 	f.imported, f.dupes, f.discarded = 0, 0, 0
 }
 
@@ -516,6 +523,45 @@ func (f *Fake) admit(route Route) (done func(), ok bool) {
 		return nil, false
 	}
 	return done, true
+}
+
+// DefaultIngestBytesPerMinute is Mixpanel's documented ingestion limit:
+// 2 GB of uncompressed JSON per rolling minute, per project.
+const DefaultIngestBytesPerMinute = 2_000_000_000
+
+// ingestMark is one accepted ingestion body.
+type ingestMark struct {
+	at    time.Time
+	bytes int64
+}
+
+// allowIngest counts n uncompressed body bytes against the rolling-minute
+// ingestion limit and reports whether the body may be served.
+func (f *Fake) allowIngest(n int64) bool {
+	limit := f.opts.IngestBytesPerMinute
+	if limit < 0 {
+		return true
+	}
+	if limit == 0 {
+		limit = DefaultIngestBytesPerMinute
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	i := 0
+	for i < len(f.ingested) && !f.ingested[i].at.After(now.Add(-time.Minute)) {
+		i++
+	}
+	f.ingested = f.ingested[i:]
+	var sum int64
+	for _, m := range f.ingested {
+		sum += m.bytes
+	}
+	if sum+n > limit {
+		return false
+	}
+	f.ingested = append(f.ingested, ingestMark{at: now, bytes: n})
+	return true
 }
 
 // allow counts a call of route against its rolling-hour limit (and the

@@ -76,6 +76,10 @@ func (f *Fake) handleImport(w http.ResponseWriter, r *http.Request) {
 		fail(code, msg)
 		return
 	}
+	if !f.allowIngest(int64(len(body))) {
+		fail(http.StatusTooManyRequests, rateLimitMessage)
+		return
+	}
 	recs, err := splitImport(body, r.Header.Get("Content-Type"))
 	if err != nil {
 		fail(http.StatusBadRequest, err.Error())

@@ -3,6 +3,7 @@ package mptest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -189,5 +190,42 @@ func TestExportConcurrency(t *testing.T) {
 	}
 	if r := e.export(day("2026-11-24")); r.code != 200 {
 		t.Errorf("export after the first ended = %d, want 200", r.code)
+	}
+}
+
+// The ingestion limit counts the uncompressed bytes of /import and /engage
+// bodies together over a rolling minute; past it, 429 and nothing stored.
+func TestIngestBytesPerMinute(t *testing.T) {
+	ev := fmt.Sprintf(`[{"event":"e","properties":{"time":%d,"distinct_id":"u1","$insert_id":"a1"}}]`, start.Add(-time.Hour).Unix())
+	up := fmt.Sprintf(`[{"$token":%q,"$distinct_id":"u1","$set":{"plan":"pro"}}]`, mptest.DefaultToken)
+	e := newEnv(t, mptest.Options{IngestBytesPerMinute: int64(len(ev) + len(up))})
+	if r := e.importBody([]byte(ev), "Content-Encoding: gzip"); r.code != http.StatusBadRequest {
+		// A body that is not gzip is refused before it counts.
+		t.Fatalf("not-gzip body = %d %s, want 400", r.code, r.body)
+	}
+	if r := e.importBody(gzipped(t, []byte(ev)), "Content-Encoding: gzip"); r.code != 200 {
+		t.Fatalf("import = %d %s, want 200", r.code, r.body)
+	}
+	if r := e.engage("?strict=1&verbose=1", up); r.code != 200 {
+		t.Fatalf("engage = %d %s, want 200", r.code, r.body)
+	}
+	e.clock.Advance(30 * time.Second)
+	r := e.engage("?strict=1&verbose=1", up)
+	if r.code != http.StatusTooManyRequests {
+		t.Fatalf("engage over the minute's bytes = %d %s, want 429", r.code, r.body)
+	}
+	if diff := cmp.Diff(r.json(t), rateLimited); diff != "" {
+		t.Errorf("429 body (-got +want):\n%s", diff)
+	}
+	if r := e.importBody([]byte(ev)); r.code != http.StatusTooManyRequests {
+		t.Errorf("import over the minute's bytes = %d, want 429", r.code)
+	}
+	if n := len(e.fake.Updates()); n != 1 {
+		t.Errorf("updates applied = %d, want 1 (the refused one not applied)", n)
+	}
+	// A minute after the first body, it has left the window.
+	e.clock.Advance(31 * time.Second)
+	if r := e.importBody([]byte(ev)); r.code != 200 {
+		t.Errorf("import after the window rolled = %d %s, want 200", r.code, r.body)
 	}
 }

@@ -51,6 +51,10 @@ func (f *Fake) handleEngage(w http.ResponseWriter, r *http.Request) {
 		refuse(code, msg)
 		return
 	}
+	if !f.allowIngest(int64(len(body))) {
+		f.writeStatus(w, r, RouteEngage, http.StatusTooManyRequests, rateLimitMessage)
+		return
+	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
 		form, err := url.ParseQuery(string(body))
 		if err != nil {
