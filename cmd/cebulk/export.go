@@ -16,6 +16,7 @@ import (
 
 	"github.com/cebulk/cebulk/internal/syncio"
 
+	"github.com/cebulk/cebulk/internal/backend"
 	"github.com/cebulk/cebulk/internal/budget"
 	"github.com/cebulk/cebulk/internal/exporter"
 	"github.com/cebulk/cebulk/internal/ledger"
@@ -94,6 +95,10 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	be, err := backend.Exports(common, c)
+	if err != nil {
+		return err
+	}
 	ex := exporter.New(exporter.Config{
 		Bucket:    common.Bucket,
 		Backend:   common.Backend,
@@ -109,7 +114,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// once, as PollAfter is 0 without a callback URL), or by the
 		// ExportFunction's sweeps if this command stops first.
 		CallbackURL: "",
-	}, c.Exports(), c.Store, c.Jobs, c.Log)
+	}, be, c.Store, c.Jobs, c.Log)
 
 	req := exporter.RunRequest{From: s.from, To: s.to, RunID: "cebulk-export-" + time.Now().UTC().Format("20060102T150405Z"), By: "cebulk export"}
 	if s.objectsGiven {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cebulk/cebulk/internal/syncio"
 
+	"github.com/cebulk/cebulk/internal/backend"
 	"github.com/cebulk/cebulk/internal/importer"
 	"github.com/cebulk/cebulk/internal/s3stream"
 )
@@ -100,11 +101,15 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// here that does nothing, so HandleObject and Resume return
 	// CHECKPOINTED and the loop in process resumes it in this process.
 	resumeHere := func(context.Context, string) error { return nil }
+	be, err := backend.Imports(common, c)
+	if err != nil {
+		return err
+	}
 	im := importer.New(importer.Config{
 		Bucket:       common.Bucket,
 		ChunkRecords: n,
 		CallbackURL:  "", // poll only: Finalize below, or the ImportFunction's sweep
-	}, c.Imports(common.Bucket), c.Store, c.Jobs, resumeHere, c.Log)
+	}, be, c.Store, c.Jobs, resumeHere, c.Log)
 
 	r := &importRun{
 		im: im, store: c.Store, dataBucket: common.Bucket,

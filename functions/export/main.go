@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/cebulk/cebulk/internal/awsenv"
+	"github.com/cebulk/cebulk/internal/backend"
 	"github.com/cebulk/cebulk/internal/budget"
 	"github.com/cebulk/cebulk/internal/exporter"
 	"github.com/cebulk/cebulk/internal/lambdaenv"
@@ -84,6 +85,10 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		}
 		return invoker.InvokeAsync(ctx, lambdacontext.FunctionName, payload)
 	}
+	be, err := backend.Exports(cfg.Common, c)
+	if err != nil {
+		return nil, err
+	}
 	ex := exporter.New(exporter.Config{
 		Bucket:      cfg.Bucket,
 		Backend:     cfg.Backend,
@@ -98,6 +103,6 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		CallbackURL: cfg.CallbackURL,
 		Metrics:     os.Stdout, // CloudWatch embedded metric format
 		Continue:    continueCollect,
-	}, c.Exports(), c.Store, c.Jobs, c.Log)
+	}, be, c.Store, c.Jobs, c.Log)
 	return &handler{ex: ex, log: c.Log}, nil
 }

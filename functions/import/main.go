@@ -1,6 +1,6 @@
 // Command import is the ImportFunction: it loads files dropped under
 // imports/<object>/ in the data bucket into Mixpanel through CE bulk
-// uploads, in chunks, and writes a report under reports/. The pipeline
+// uploads or Mixpanel's own APIs (BACKEND), in chunks, and writes a report under reports/. The pipeline
 // lives in internal/importer; this file only wires it.
 package main
 
@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/cebulk/cebulk/internal/awsenv"
+	"github.com/cebulk/cebulk/internal/backend"
 	"github.com/cebulk/cebulk/internal/importer"
 	"github.com/cebulk/cebulk/internal/lambdaenv"
 	"github.com/cebulk/cebulk/internal/logging"
@@ -48,6 +49,10 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		return nil, err
 	}
 	self := selfInvoker{api: awsenv.NewAsyncInvoker(c.AWS), name: lambdacontext.FunctionName}
+	be, err := backend.Imports(cfg.Common, c)
+	if err != nil {
+		return nil, err
+	}
 	imp := importer.New(importer.Config{
 		Bucket:       cfg.Bucket,
 		ChunkRecords: cfg.ChunkRecords,
@@ -55,7 +60,7 @@ func newHandler(ctx context.Context, getenv func(string) string) (*handler, erro
 		SafetyMargin: safetyMargin,
 		Metrics:      os.Stdout,
 		Function:     "import",
-	}, c.Imports(cfg.Bucket), c.Store, c.Jobs, self.resume, c.Log)
+	}, be, c.Store, c.Jobs, self.resume, c.Log)
 	return &handler{imp: imp, log: c.Log}, nil
 }
 

@@ -1,8 +1,9 @@
 // Package lambdaenv is what the three functions share at a cold start: the
-// common part of their environment (CE_BASE_URL, CE_SECRET_ID, DATA_BUCKET,
-// LOG_LEVEL), a way to report every configuration problem at once, and the
+// common part of their environment (BACKEND and the Mixpanel settings,
+// CE_BASE_URL, CE_SECRET_ID, DATA_BUCKET, LOG_LEVEL), a way to report every configuration problem at once, and the
 // clients every function builds from it (logger, S3 store, job ledger, CE
-// client over the Secrets Manager secret).
+// client over the Secrets Manager secret; internal/backend builds the
+// Mixpanel backend on the same secret).
 //
 // Each function's config.go reads its own variables and embeds Common;
 // internal/samtemplate checks the names read here and there against
@@ -10,12 +11,8 @@
 package lambdaenv
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"iter"
 	"log/slog"
 	"net/url"
 	"slices"
@@ -28,11 +25,9 @@ import (
 	"github.com/cebulk/cebulk/internal/ceclient"
 	"github.com/cebulk/cebulk/internal/ledger"
 	"github.com/cebulk/cebulk/internal/logging"
-	"github.com/cebulk/cebulk/internal/mpdirect"
 	"github.com/cebulk/cebulk/internal/s3stream"
 	"github.com/cebulk/cebulk/internal/secrets"
 	"github.com/cebulk/cebulk/pkg/ce"
-	"github.com/cebulk/cebulk/pkg/mixpanel"
 )
 
 // DefaultCEBaseURL is CE's production API base.
@@ -54,7 +49,7 @@ type Common struct {
 	// MixpanelRegion is MIXPANEL_REGION (US, EU or IN; US), and
 	// MixpanelBaseURL MIXPANEL_BASE_URL: when set, every Mixpanel API under
 	// that one base (emulators, proxies). Used by the Mixpanel backend.
-	MixpanelRegion  mixpanel.Region
+	MixpanelRegion  string
 	MixpanelBaseURL string
 	// MixpanelConcurrency is MIXPANEL_CONCURRENCY: the /import and /engage
 	// batches an import keeps in flight, 1–50 (DefaultMixpanelConcurrency;
@@ -149,11 +144,14 @@ func ReadCommon(getenv func(string) string, p *Problems) Common {
 	default:
 		p.Addf("BACKEND=%q: want %s or %s", c.Backend, BackendCE, BackendMixpanel)
 	}
-	region, err := mixpanel.ParseRegion(getenv("MIXPANEL_REGION"))
-	if err != nil {
+	switch r := strings.ToUpper(getenv("MIXPANEL_REGION")); r {
+	case "":
+		c.MixpanelRegion = "US"
+	case "US", "EU", "IN":
+		c.MixpanelRegion = r
+	default:
 		p.Addf("MIXPANEL_REGION=%q: want US, EU or IN", getenv("MIXPANEL_REGION"))
 	}
-	c.MixpanelRegion = region
 	c.MixpanelConcurrency = DefaultMixpanelConcurrency
 	if v := getenv("MIXPANEL_CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -186,9 +184,9 @@ type Clients struct {
 	Store *s3stream.Store
 	Jobs  *ledger.Store
 	CE    *ceclient.Client // credentials from the secret, refreshed on 401
-	// Mixpanel is the Mixpanel backend's client (BACKEND=mixpanel), nil
-	// with the CE backend; also refreshed on 401.
-	Mixpanel *mpdirect.Client
+	// Secret is the secret, read on first use and cached; internal/backend
+	// builds the Mixpanel backend's client on it.
+	Secret *secrets.Loader
 }
 
 // NewClients builds a function's clients with Lambda's JSON logger at
@@ -216,55 +214,12 @@ func Build(c Common, cfg aws.Config, log *slog.Logger) *Clients {
 		need = secrets.NeedMixpanel
 	}
 	loader := secrets.NewLoaderFor(awsenv.NewSecretReader(cfg), c.SecretID, need)
-	cl := &Clients{
-		Log:   log,
-		AWS:   cfg,
-		Store: store,
-		Jobs:  ledger.New(store, c.Bucket),
-		CE:    ceclient.New(loader, c.CEBaseURL, ce.WithLogger(log)),
+	return &Clients{
+		Log:    log,
+		AWS:    cfg,
+		Store:  store,
+		Jobs:   ledger.New(store, c.Bucket),
+		CE:     ceclient.New(loader, c.CEBaseURL, ce.WithLogger(log)),
+		Secret: loader,
 	}
-	if c.Backend == BackendMixpanel {
-		opts := []mixpanel.Option{mixpanel.WithLogger(log), mixpanel.WithConcurrency(max(c.MixpanelConcurrency, 1))}
-		if c.MixpanelRegion != "" {
-			opts = append(opts, mixpanel.WithRegion(c.MixpanelRegion))
-		}
-		if c.MixpanelBaseURL != "" {
-			opts = append(opts, mixpanel.WithBaseURL(c.MixpanelBaseURL))
-		}
-		cl.Mixpanel = mpdirect.NewClient(loader, opts...)
-	}
-	return cl
-}
-
-// ExportBackend is what the exporter reads records from
-// (exporter.Backend, repeated here so this package needs no pipeline).
-type ExportBackend interface {
-	StartQuery(ctx context.Context, q ce.QueryRequest) (*ce.Job, error)
-	Status(ctx context.Context, jobID string) (*ce.Job, error)
-	Download(ctx context.Context, jobID, object string, opts ...ce.DownloadOption) (io.ReadCloser, error)
-	Cancel(ctx context.Context, jobID string) error
-}
-
-// ImportBackend is what the importer sends chunks to (importer.Backend).
-type ImportBackend interface {
-	Upload(ctx context.Context, object string, r io.Reader, opts ce.UploadOptions) (*ce.Job, error)
-	Status(ctx context.Context, jobID string) (*ce.Job, error)
-	Errors(ctx context.Context, jobID string, pageSize int) iter.Seq2[json.RawMessage, error]
-}
-
-// Exports returns the export backend BACKEND names.
-func (cl *Clients) Exports() ExportBackend {
-	if cl.Mixpanel != nil {
-		return mpdirect.NewExports(cl.Mixpanel)
-	}
-	return cl.CE
-}
-
-// Imports returns the import backend BACKEND names; bucket keeps the
-// Mixpanel backend's chunk state.
-func (cl *Clients) Imports(bucket string) ImportBackend {
-	if cl.Mixpanel != nil {
-		return mpdirect.NewImports(cl.Mixpanel, cl.Store, bucket)
-	}
-	return cl.CE
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/cebulk/cebulk/pkg/mixpanel"
 )
 
 func TestReadCommon(t *testing.T) {
@@ -19,15 +17,15 @@ func TestReadCommon(t *testing.T) {
 		problems []string
 	}{
 		{name: "defaults", env: map[string]string{"CE_SECRET_ID": "s", "DATA_BUCKET": "b"},
-			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, MixpanelConcurrency: DefaultMixpanelConcurrency, CEBaseURL: DefaultCEBaseURL, SecretID: "s", Bucket: "b", LogLevel: slog.LevelInfo}},
+			want: Common{Backend: BackendCE, MixpanelRegion: "US", MixpanelConcurrency: DefaultMixpanelConcurrency, CEBaseURL: DefaultCEBaseURL, SecretID: "s", Bucket: "b", LogLevel: slog.LevelInfo}},
 		{name: "all set", env: map[string]string{"CE_BASE_URL": "http://127.0.0.1:1/elements/api-v2", "CE_SECRET_ID": "s", "DATA_BUCKET": "b", "LOG_LEVEL": "WARN"},
-			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, MixpanelConcurrency: DefaultMixpanelConcurrency, CEBaseURL: "http://127.0.0.1:1/elements/api-v2", SecretID: "s", Bucket: "b", LogLevel: slog.LevelWarn}},
+			want: Common{Backend: BackendCE, MixpanelRegion: "US", MixpanelConcurrency: DefaultMixpanelConcurrency, CEBaseURL: "http://127.0.0.1:1/elements/api-v2", SecretID: "s", Bucket: "b", LogLevel: slog.LevelWarn}},
 		{name: "secret by full ARN", env: map[string]string{"CE_SECRET_ID": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", "DATA_BUCKET": "b"},
-			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, MixpanelConcurrency: DefaultMixpanelConcurrency, CEBaseURL: DefaultCEBaseURL, SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "b", LogLevel: slog.LevelInfo}},
+			want: Common{Backend: BackendCE, MixpanelRegion: "US", MixpanelConcurrency: DefaultMixpanelConcurrency, CEBaseURL: DefaultCEBaseURL, SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk-ce-AbCdEf", Bucket: "b", LogLevel: slog.LevelInfo}},
 		{name: "secret by name", env: map[string]string{"CE_SECRET_ID": "team/cebulk-ce", "DATA_BUCKET": "b"},
-			want: Common{Backend: BackendCE, MixpanelRegion: mixpanel.RegionUS, MixpanelConcurrency: DefaultMixpanelConcurrency, CEBaseURL: DefaultCEBaseURL, SecretID: "team/cebulk-ce", Bucket: "b", LogLevel: slog.LevelInfo}},
+			want: Common{Backend: BackendCE, MixpanelRegion: "US", MixpanelConcurrency: DefaultMixpanelConcurrency, CEBaseURL: DefaultCEBaseURL, SecretID: "team/cebulk-ce", Bucket: "b", LogLevel: slog.LevelInfo}},
 		{name: "mixpanel backend", env: map[string]string{"BACKEND": "mixpanel", "MIXPANEL_REGION": "eu", "MIXPANEL_CONCURRENCY": "20", "MIXPANEL_BASE_URL": "http://127.0.0.1:9/mp", "CE_SECRET_ID": "s", "DATA_BUCKET": "b"},
-			want: Common{Backend: BackendMixpanel, MixpanelRegion: mixpanel.RegionEU, MixpanelConcurrency: 20, MixpanelBaseURL: "http://127.0.0.1:9/mp", CEBaseURL: DefaultCEBaseURL, SecretID: "s", Bucket: "b", LogLevel: slog.LevelInfo}},
+			want: Common{Backend: BackendMixpanel, MixpanelRegion: "EU", MixpanelConcurrency: 20, MixpanelBaseURL: "http://127.0.0.1:9/mp", CEBaseURL: DefaultCEBaseURL, SecretID: "s", Bucket: "b", LogLevel: slog.LevelInfo}},
 		{name: "unknown backend and region", env: map[string]string{"BACKEND": "segment", "MIXPANEL_REGION": "APAC", "MIXPANEL_CONCURRENCY": "0", "MIXPANEL_BASE_URL": "mixpanel.internal", "CE_SECRET_ID": "s", "DATA_BUCKET": "b"},
 			problems: []string{`BACKEND="segment"`, `MIXPANEL_REGION="APAC"`, "MIXPANEL_CONCURRENCY", "MIXPANEL_BASE_URL"}},
 		{name: "partial secret ARN", env: map[string]string{"CE_SECRET_ID": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cebulk", "DATA_BUCKET": "b"},
